@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+console.error('vramseal: CLI under construction');
+process.exit(2);

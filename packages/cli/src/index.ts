@@ -1,0 +1,1 @@
+export const CLI_NAME = 'vramseal';

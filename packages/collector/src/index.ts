@@ -1,0 +1,1 @@
+export const COLLECTOR_SCHEMA_VERSION = 1;

@@ -1,0 +1,2 @@
+export type * from './backend.js';
+export * from './merkle.js';

@@ -1,3 +1,12 @@
 #!/usr/bin/env node
-console.error('vramseal: CLI under construction');
-process.exit(2);
+import { main } from './program.js';
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.stderr.write(`vramseal: ${(err as Error).message}\n`);
+    process.exitCode = 2;
+  },
+);

@@ -1,2 +1,3 @@
 export type * from './backend.js';
+export * from './errors.js';
 export * from './merkle.js';

@@ -1,0 +1,171 @@
+/**
+ * Prometheus metrics of the residency daemon (prom-client, own registry — nothing global).
+ *
+ * | metric                                          | type      | labels            |
+ * | ----------------------------------------------- | --------- | ----------------- |
+ * | vramseal_vram_bytes_total                       | gauge     | device, backend   |
+ * | vramseal_vram_bytes_used                        | gauge     | device, backend   |
+ * | vramseal_shards                                 | gauge     |                   |
+ * | vramseal_seals_total                            | counter   | result            |
+ * | vramseal_verifications_total                    | counter   | mode, result      |
+ * | vramseal_verification_duration_seconds          | histogram | mode              |
+ * | vramseal_state                                  | gauge     | (1 ready, 0 stopped) |
+ * | vramseal_audit_queue_depth                      | gauge     |                   |
+ * | vramseal_audit_dropped_records_total            | counter   |                   |
+ * | vramseal_audit_fsync_duration_seconds           | histogram |                   |
+ * | vramseal_http_requests_total                    | counter   | route, status     |
+ * | vramseal_auth_failures_total                    | counter   | reason            |
+ * | vramseal_rate_limited_total                     | counter   |                   |
+ * plus prom-client's default process metrics with the `vramseal_` prefix.
+ *
+ * Gauges that mirror other components (VRAM, audit queue, drops) are read at scrape time through
+ * the {@link MetricsSources} callbacks, so the hot path does no extra work for them.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface DeviceUsage {
+  device: number;
+  backend: string;
+  totalBytes: number;
+  usedBytes: number;
+}
+
+export interface AuditGauges {
+  queueDepth: number;
+  /** Cumulative records dropped by the audit queue. */
+  dropped: number;
+}
+
+export interface MetricsSources {
+  devices(): Promise<DeviceUsage[]>;
+  audit(): AuditGauges;
+  shards(): number;
+  ready(): boolean;
+}
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  readonly seals: Counter<'result'>;
+  readonly verifications: Counter<'mode' | 'result'>;
+  readonly verificationSeconds: Histogram<'mode'>;
+  readonly fsyncSeconds: Histogram;
+  readonly httpRequests: Counter<'route' | 'status'>;
+  readonly authFailures: Counter<'reason'>;
+  readonly rateLimited: Counter;
+  #droppedSeen = 0;
+
+  constructor(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'vramseal_' });
+
+    new Gauge({
+      name: 'vramseal_vram_bytes_total',
+      help: 'Device memory capacity in bytes',
+      labelNames: ['device', 'backend'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const d of await sources.devices())
+          this.set({ device: String(d.device), backend: d.backend }, d.totalBytes);
+      },
+    });
+    new Gauge({
+      name: 'vramseal_vram_bytes_used',
+      help: 'Device memory held by sealed shards in bytes',
+      labelNames: ['device', 'backend'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const d of await sources.devices())
+          this.set({ device: String(d.device), backend: d.backend }, d.usedBytes);
+      },
+    });
+    new Gauge({
+      name: 'vramseal_shards',
+      help: 'Sealed shards currently held',
+      registers,
+      collect() {
+        this.set(sources.shards());
+      },
+    });
+    new Gauge({
+      name: 'vramseal_state',
+      help: '1 when the worker is ready, 0 when stopped after a failed verification',
+      registers,
+      collect() {
+        this.set(sources.ready() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'vramseal_audit_queue_depth',
+      help: 'Audit records queued but not yet durable',
+      registers,
+      collect() {
+        this.set(sources.audit().queueDepth);
+      },
+    });
+    const self = this;
+    new Counter({
+      name: 'vramseal_audit_dropped_records_total',
+      help: 'Routine audit records dropped because the queue was full (each drop is later recorded as audit.events_dropped)',
+      registers,
+      collect() {
+        const now = sources.audit().dropped;
+        if (now > self.#droppedSeen) this.inc(now - self.#droppedSeen);
+        self.#droppedSeen = Math.max(self.#droppedSeen, now);
+      },
+    });
+    this.seals = new Counter({
+      name: 'vramseal_seals_total',
+      help: 'Seal attempts by result',
+      labelNames: ['result'],
+      registers,
+    });
+    this.verifications = new Counter({
+      name: 'vramseal_verifications_total',
+      help: 'Seal verifications by mode (full|sample) and result (ok|failed)',
+      labelNames: ['mode', 'result'],
+      registers,
+    });
+    this.verificationSeconds = new Histogram({
+      name: 'vramseal_verification_duration_seconds',
+      help: 'Seal verification latency',
+      labelNames: ['mode'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.fsyncSeconds = new Histogram({
+      name: 'vramseal_audit_fsync_duration_seconds',
+      help: 'Audit trail fdatasync latency',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.httpRequests = new Counter({
+      name: 'vramseal_http_requests_total',
+      help: 'HTTP requests by route and status code',
+      labelNames: ['route', 'status'],
+      registers,
+    });
+    this.authFailures = new Counter({
+      name: 'vramseal_auth_failures_total',
+      help: 'Rejected requests by reason (missing|malformed|invalid_token|forbidden)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.rateLimited = new Counter({
+      name: 'vramseal_rate_limited_total',
+      help: 'Requests refused by the rate limiter',
+      registers,
+    });
+    for (const result of ['ok', 'failed']) this.seals.inc({ result }, 0);
+    for (const mode of ['full', 'sample'])
+      for (const result of ['ok', 'failed']) this.verifications.inc({ mode, result }, 0);
+  }
+
+  /** Prometheus text exposition. */
+  async expose(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

@@ -1,0 +1,372 @@
+/**
+ * Event validation: the gate every event passes before it is sealed into the trail.
+ *
+ * {@link validateEvent} is pure. It never mutates its input and never returns it: it returns a FRESH
+ * object (a deep copy made of plain objects, arrays and primitives) that
+ * 1. was read from the input exactly once per property (getters/proxies cannot show the validator one
+ *    value and the writer another),
+ * 2. passed the string rules below for every string, object key included, at any depth,
+ * 3. passed the event type's compiled TypeBox schema (dispatch by `type`, no union scan), and
+ * 4. is normalized: properties whose value is `undefined` are left out (as JSON would) and `ip` fields
+ *    hold the canonical address text of {@link parseIp} (IPv4-mapped IPv6 becomes IPv4).
+ * The caller (the trail writer) owns the copy. On any violation it throws {@link AuditValidationError}
+ * naming the event type, the field path and the rule; nothing is written.
+ *
+ * String rules (all strings, keys included): no NUL, ESC or other C0 control character except tab (U+0009)
+ * and newline (U+000A); no DEL (U+007F) or C1 control (U+0080–U+009F, which includes the 8-bit CSI U+009B);
+ * no bidi embedding/override/isolate U+202A–U+202E, U+2066–U+2069; no U+FEFF; no unpaired surrogate.
+ * Structure rules: plain objects only, no `__proto__`/`constructor`/`prototype` keys, finite numbers,
+ * nesting ≤ LIMITS.depth, arrays ≤ LIMITS.array items, objects ≤ 256 keys, ≤ 4096 values and
+ * ≤ LIMITS.totalChars string characters per event.
+ */
+import type { TObject, TSchema } from '@sinclair/typebox';
+import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
+import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
+import { AuditValidationError, safeLabel, type ValidationRule } from './errors.js';
+import {
+  type AuditEvent,
+  EVENT_SCHEMAS,
+  HASH_PATTERN,
+  IP_FORMAT,
+  KEY_PATTERN,
+  LIMITS,
+  SINGLE_LINE_PATTERN,
+  TIMESTAMP_FORMAT,
+  TOKEN_PREFIX_PATTERN,
+} from './events.js';
+import { TOKEN_FINGERPRINT_PATTERN } from './fingerprint.js';
+import { tryParseIp } from './ip.js';
+
+const MAX_KEYS_PER_OBJECT = 256;
+const MAX_VALUES = 4096;
+
+/** Compiled checker per event type (compiled once, at import). */
+const CHECKS: ReadonlyMap<string, TypeCheck<TObject>> = new Map(
+  Object.entries(EVENT_SCHEMAS).map(([type, schema]) => [type, TypeCompiler.Compile(schema as TObject)]),
+);
+
+// Any character a string may not hold. With the `u` flag a well-formed surrogate pair is one code point
+// (>= U+10000) and does not match \uD800-\uDFFF, so that range only catches lone surrogates.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: this regex exists to find control characters
+const FORBIDDEN = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069\uFEFF\uD800-\uDFFF]/u;
+
+const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+interface Ctx {
+  type: string;
+  path: (string | number)[];
+  chars: number;
+  values: number;
+}
+
+function fail(ctx: Ctx, rule: ValidationRule, detail: string, path = ctx.path): never {
+  throw new AuditValidationError(ctx.type, renderPath(path), rule, detail);
+}
+
+const C0_NAMES: Record<number, string> = { 0: 'NUL', 27: 'ESC', 13: 'CR', 8: 'BS', 7: 'BEL', 127: 'DEL' };
+
+/** Finds why `s` is refused by the string rules; undefined when it is not. */
+export function stringViolation(
+  s: string,
+): { rule: ValidationRule; index: number; detail: string } | undefined {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const u = `U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
+    if ((c < 0x20 && c !== 0x09 && c !== 0x0a) || (c >= 0x7f && c <= 0x9f)) {
+      const name = C0_NAMES[c] ?? (c >= 0x80 ? 'C1 control' : 'C0 control');
+      return { rule: 'control-char', index: i, detail: `contains ${u} (${name}) at index ${i}` };
+    }
+    if ((c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069)) {
+      return { rule: 'bidi-override', index: i, detail: `contains bidi control ${u} at index ${i}` };
+    }
+    if (c === 0xfeff) return { rule: 'bom', index: i, detail: `contains U+FEFF at index ${i}` };
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        i++;
+        continue;
+      }
+      return { rule: 'lone-surrogate', index: i, detail: `contains unpaired surrogate ${u} at index ${i}` };
+    }
+    if (c >= 0xdc00 && c <= 0xdfff) {
+      return { rule: 'lone-surrogate', index: i, detail: `contains unpaired surrogate ${u} at index ${i}` };
+    }
+  }
+  return undefined;
+}
+
+/** True when `s` passes the string rules (see module doc). */
+export function isSafeString(s: string): boolean {
+  return !FORBIDDEN.test(s);
+}
+
+function checkString(ctx: Ctx, s: string, what: string): void {
+  ctx.chars += s.length;
+  if (ctx.chars > LIMITS.totalChars)
+    fail(ctx, 'too-large', `strings add up to more than ${LIMITS.totalChars} characters`);
+  if (FORBIDDEN.test(s)) {
+    const v = stringViolation(s) as { rule: ValidationRule; detail: string };
+    fail(ctx, v.rule, `${what} ${v.detail}`);
+  }
+}
+
+function copyValue(ctx: Ctx, v: unknown, depth: number): unknown {
+  if (++ctx.values > MAX_VALUES) fail(ctx, 'too-large', `more than ${MAX_VALUES} values`);
+  switch (typeof v) {
+    case 'string':
+      checkString(ctx, v, 'string');
+      return v;
+    case 'number':
+      if (!Number.isFinite(v)) fail(ctx, 'finite', 'number must be finite (no NaN or Infinity)');
+      return v;
+    case 'boolean':
+      return v;
+    case 'object':
+      if (v === null) return v;
+      if (depth >= LIMITS.depth) fail(ctx, 'max-depth', `nested deeper than ${LIMITS.depth} levels`);
+      if (Array.isArray(v)) return copyArray(ctx, v, depth + 1);
+      return copyObject(ctx, v, depth + 1);
+    default:
+      return fail(ctx, 'json-value', `${typeof v} is not a JSON value`);
+  }
+}
+
+function copyArray(ctx: Ctx, a: unknown[], depth: number): unknown[] {
+  const n = a.length;
+  if (n > LIMITS.array) fail(ctx, 'max-items', `array longer than ${LIMITS.array} items`);
+  const out = new Array<unknown>(n);
+  for (let i = 0; i < n; i++) {
+    ctx.path.push(i);
+    const x = a[i];
+    if (x === undefined) fail(ctx, 'json-value', 'undefined (or a hole) in an array');
+    out[i] = copyValue(ctx, x, depth);
+    ctx.path.pop();
+  }
+  return out;
+}
+
+function copyObject(ctx: Ctx, o: object, depth: number): Record<string, unknown> {
+  const proto = Object.getPrototypeOf(o);
+  if (proto !== Object.prototype && proto !== null) {
+    fail(ctx, 'json-value', 'must be a plain object (not a class instance, Date, Map, Buffer, ...)');
+  }
+  const keys = Object.keys(o);
+  if (keys.length > MAX_KEYS_PER_OBJECT) fail(ctx, 'max-properties', `more than ${MAX_KEYS_PER_OBJECT} keys`);
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string;
+    ctx.path.push(k);
+    if (FORBIDDEN_KEYS.has(k)) fail(ctx, 'forbidden-key', `key ${k} is not allowed (prototype pollution)`);
+    checkString(ctx, k, 'key');
+    const x = (o as Record<string, unknown>)[k];
+    if (x !== undefined) out[k] = copyValue(ctx, x, depth);
+    ctx.path.pop();
+  }
+  return out;
+}
+
+/**
+ * Validates an audit event and returns a fresh, normalized copy of it (see module doc).
+ * @throws {AuditValidationError} naming the event type, the field path and the rule.
+ */
+export function validateEvent(input: unknown): AuditEvent {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new AuditValidationError(
+      '<not-an-object>',
+      '',
+      'not-object',
+      'an audit event must be a plain object',
+    );
+  }
+  const type = (input as { type?: unknown }).type;
+  const check = typeof type === 'string' ? CHECKS.get(type) : undefined;
+  if (check === undefined) {
+    const label =
+      type === undefined ? '<missing>' : typeof type === 'string' ? safeLabel(type) : `<${typeof type}>`;
+    throw new AuditValidationError(label, 'type', 'unknown-event-type', 'not a known audit event type');
+  }
+  const ctx: Ctx = { type: type as string, path: [], chars: 0, values: 0 };
+  const copy = copyObject(ctx, input, 0);
+  // The copy's `type` was read again by the walk; make sure it is the one we dispatched on.
+  if (copy.type !== type) fail(ctx, 'unknown-event-type', '`type` changed while being read', ['type']);
+  if (!check.Check(copy)) explain(ctx, check, copy);
+  normalizeIps(copy);
+  return copy as unknown as AuditEvent;
+}
+
+function normalizeIps(copy: Record<string, unknown>): void {
+  if (typeof copy.ip === 'string') copy.ip = (tryParseIp(copy.ip) as { address: string }).address;
+  const actor = copy.actor as Record<string, unknown> | undefined;
+  if (actor !== undefined && typeof actor.ip === 'string') {
+    actor.ip = (tryParseIp(actor.ip) as { address: string }).address;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error explanation (slow path only)
+// ---------------------------------------------------------------------------------------------
+
+const PATTERN_TEXT: Record<string, string> = {
+  [SINGLE_LINE_PATTERN]: 'must be a single line (no tab or newline)',
+  [KEY_PATTERN]: 'key must match [A-Za-z_][A-Za-z0-9_.-]{0,63}',
+  [HASH_PATTERN]: 'must be 64 or 128 lower-case hex digits',
+  [TOKEN_FINGERPRINT_PATTERN]:
+    'must be a token fingerprint "token:" + 6 lower-case hex digits (use tokenFingerprint())',
+  [TOKEN_PREFIX_PATTERN]: 'must be a token fingerprint or at most 8 visible ASCII characters',
+  '^[0-9a-f]{64}$': 'must be 64 lower-case hex digits (SHA-256)',
+};
+
+function describeSchema(s: TSchema): string {
+  if (Array.isArray(s.anyOf) && s.anyOf.every((x: TSchema) => x.const !== undefined)) {
+    return `must be one of ${s.anyOf.map((x: TSchema) => JSON.stringify(x.const)).join(', ')}`;
+  }
+  return 'matches none of the allowed shapes';
+}
+
+function ruleOf(e: ValueError): { rule: ValidationRule; detail: string } {
+  const s = e.schema;
+  switch (e.type) {
+    case ValueErrorType.ObjectRequiredProperty:
+      return { rule: 'required', detail: 'required field is missing' };
+    case ValueErrorType.ObjectAdditionalProperties:
+      return { rule: 'unknown-field', detail: 'field is not part of this event type' };
+    case ValueErrorType.ObjectMaxProperties:
+      return { rule: 'max-properties', detail: `more than ${s.maxProperties} keys` };
+    case ValueErrorType.StringMaxLength:
+      return { rule: 'max-length', detail: `longer than ${s.maxLength} characters` };
+    case ValueErrorType.StringMinLength:
+      return {
+        rule: 'min-length',
+        detail: s.minLength === 1 ? 'must not be empty' : `shorter than ${s.minLength}`,
+      };
+    case ValueErrorType.StringPattern:
+      return { rule: 'pattern', detail: PATTERN_TEXT[s.pattern as string] ?? `must match ${s.pattern}` };
+    case ValueErrorType.StringFormat:
+      if (s.format === TIMESTAMP_FORMAT) {
+        return { rule: 'timestamp', detail: 'must be an RFC 3339 date-time like 2026-01-31T12:00:00.000Z' };
+      }
+      if (s.format === IP_FORMAT) {
+        const why = tryParseIp(e.value);
+        return {
+          rule: 'ip',
+          detail: `not an IPv4/IPv6 address (${typeof why === 'string' ? why : 'invalid'})`,
+        };
+      }
+      return { rule: 'pattern', detail: `must have format ${s.format}` };
+    case ValueErrorType.Integer:
+      return typeof e.value === 'number'
+        ? { rule: 'integer', detail: 'must be an integer' }
+        : { rule: 'type', detail: `must be an integer, got ${jsonType(e.value)}` };
+    case ValueErrorType.IntegerMinimum:
+    case ValueErrorType.NumberMinimum:
+      return { rule: 'minimum', detail: `must be >= ${s.minimum}` };
+    case ValueErrorType.IntegerMaximum:
+    case ValueErrorType.NumberMaximum:
+      return { rule: 'maximum', detail: `must be <= ${s.maximum}` };
+    case ValueErrorType.ArrayMaxItems:
+      return { rule: 'max-items', detail: `more than ${s.maxItems} items` };
+    case ValueErrorType.ArrayMinItems:
+      return { rule: 'min-items', detail: `fewer than ${s.minItems} items` };
+    case ValueErrorType.Union:
+      return Array.isArray(s.anyOf) && s.anyOf.every((x: TSchema) => x.const !== undefined)
+        ? { rule: 'enum', detail: describeSchema(s) }
+        : { rule: 'shape', detail: describeSchema(s) };
+    case ValueErrorType.Literal:
+      return { rule: 'enum', detail: `must be ${JSON.stringify(s.const)}` };
+    default:
+      return { rule: 'type', detail: `must be ${s.type ?? 'a different type'}, got ${jsonType(e.value)}` };
+  }
+}
+
+function jsonType(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  return typeof v;
+}
+
+/** Picks the most specific error: inside a union, the variant whose discriminant matched. */
+function specific(e: ValueError): ValueError {
+  if (e.type !== ValueErrorType.Union || !Array.isArray(e.schema.anyOf)) return e;
+  const v = e.value as Record<string, unknown> | null;
+  if (typeof v !== 'object' || v === null) return e;
+  for (const it of e.errors) {
+    const first = it.First();
+    if (first === undefined) continue;
+    // A variant whose first complaint is about the discriminant did not match it; skip it.
+    if (first.path === `${e.path}/status` || first.path === `${e.path}/type`) continue;
+    return specific(first);
+  }
+  return e;
+}
+
+function explain(ctx: Ctx, check: TypeCheck<TObject>, copy: Record<string, unknown>): never {
+  const first = check.Errors(copy).First();
+  if (first === undefined) fail(ctx, 'type', 'schema check failed', []);
+  const e = specific(first);
+  const { rule, detail } = ruleOf(e);
+  fail(ctx, rule, detail, pointerToPath(e.path, copy));
+}
+
+/** JSON Pointer (RFC 6901) -> our path segments; numeric segments become indices where the parent is an array. */
+function pointerToPath(pointer: string, root: unknown): (string | number)[] {
+  if (pointer === '') return [];
+  const out: (string | number)[] = [];
+  let cur: unknown = root;
+  for (const raw of pointer.slice(1).split('/')) {
+    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (Array.isArray(cur) && /^\d+$/.test(seg)) {
+      out.push(Number(seg));
+      cur = cur[Number(seg)];
+    } else {
+      out.push(seg);
+      cur = typeof cur === 'object' && cur !== null ? (cur as Record<string, unknown>)[seg] : undefined;
+    }
+  }
+  return out;
+}
+
+const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Renders path segments as `actor.user_id`, `scope[2]`, `changes["bad key"]` (untrusted keys escaped). */
+export function renderPath(path: readonly (string | number)[]): string {
+  let s = '';
+  for (const p of path) {
+    if (typeof p === 'number') s += `[${p}]`;
+    else if (PLAIN_KEY.test(p) && p.length <= 64) s += s === '' ? p : `.${p}`;
+    else s += `[${safeLabel(p)}]`;
+  }
+  return s;
+}
+
+/**
+ * Makes an untrusted string (an attacker's path, a client's error text) safe to put in an event:
+ * every character the string rules refuse becomes a visible `\u{XXXX}` escape (backslashes are doubled
+ * first, so the result is unambiguous), and the result is cut to `max` characters with a `…` marker.
+ */
+export function escapeForAudit(s: string, max: number = LIMITS.text): string {
+  let out = s.includes('\\') ? s.replace(/\\/g, '\\\\') : s;
+  if (FORBIDDEN.test(out)) {
+    let r = '';
+    for (let i = 0; i < out.length; i++) {
+      const c = out.charCodeAt(i);
+      if (c >= 0xd800 && c <= 0xdbff && i + 1 < out.length) {
+        const d = out.charCodeAt(i + 1);
+        if (d >= 0xdc00 && d <= 0xdfff) {
+          r += out[i] + (out[i + 1] as string);
+          i++;
+          continue;
+        }
+      }
+      const ch = out[i] as string;
+      r += stringViolation(ch) === undefined ? ch : `\\u{${c.toString(16).toUpperCase().padStart(4, '0')}}`;
+    }
+    out = r;
+  }
+  if (out.length > max) {
+    let cut = max - 1;
+    const c = out.charCodeAt(cut - 1);
+    if (c >= 0xd800 && c <= 0xdbff) cut--; // do not split a surrogate pair
+    out = `${out.slice(0, cut)}…`;
+  }
+  return out;
+}

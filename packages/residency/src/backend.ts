@@ -79,6 +79,16 @@ export interface DeviceBackend {
     indices: readonly number[],
     length?: number,
   ): Promise<Uint8Array>;
+  /**
+   * Optional VRAM-only policy check of one device (CUDA: not integrated, compute capability ≥ 6.0,
+   * ≥ 1 GiB). Rejects with a `PolicyViolationError` (../errors.js). The VramManager calls it for
+   * every device at open and emits `security.policy_violation` before refusing to start; a backend
+   * without it has no device policy (simulated). Per-allocation checks (pointer attributes) belong in
+   * `allocate`, which should free the memory and reject with `PolicyViolationError` — the manager
+   * turns that into `security.policy_violation` + `vram.allocation_failed` too.
+   * (Added by the residency helper, issue 4; optional so existing backends stay compatible.)
+   */
+  checkPolicy?(device: number): Promise<void>;
   /** TEST ONLY: XORs `mask` (default 0xff) into `length` bytes at `offset`, in place on the device. */
   corrupt(alloc: DeviceAllocation, offset: number, length?: number, mask?: number): Promise<void>;
   /** Releases everything the backend holds. */

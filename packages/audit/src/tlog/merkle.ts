@@ -189,7 +189,7 @@ export class MerkleTree implements TreeReader {
   /** Appends a leaf by its leaf hash (see {@link recordLeafHash}); returns the new size. */
   appendLeafHash(leafHash: Uint8Array): number {
     if (leafHash.length !== HASH_SIZE) throw new TlogError('TLOG_BAD_INPUT', 'leaf hash: must be 32 bytes');
-    let carry = Buffer.from(leafHash);
+    let carry: Buffer = Buffer.from(leafHash);
     const store = this.#store;
     store.append(0, carry);
     let n = this.#size;

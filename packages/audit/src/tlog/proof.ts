@@ -116,7 +116,7 @@ export function rootFromInclusionProof(
   // 2. fn = leaf_index, sn = tree_size - 1.  3. r = hash.
   let fn = index;
   let sn = size - 1;
-  let r = Buffer.from(leafHash);
+  let r: Buffer = Buffer.from(leafHash);
   // 4. For each p in inclusion_path:
   for (const p of proof) {
     // a. If sn is 0, stop the iteration and fail the proof verification.
@@ -206,8 +206,8 @@ export function assertConsistency(
     sn = Math.floor(sn / 2);
   }
   // 5. Set both fr and sr to the first value in the consistency_path array.
-  let fr = Buffer.from(path[0] as Uint8Array);
-  let sr = Buffer.from(path[0] as Uint8Array);
+  let fr: Buffer = Buffer.from(path[0] as Uint8Array);
+  let sr: Buffer = Buffer.from(path[0] as Uint8Array);
   // 6. For each subsequent value c in the consistency_path array:
   for (let i = 1; i < path.length; i++) {
     const c = path[i] as Uint8Array;

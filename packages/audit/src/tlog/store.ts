@@ -301,6 +301,50 @@ export class FileNodeStore implements NodeStore {
     this.#durableSize = size;
   }
 
+  /**
+   * Asynchronous {@link syncWithRoot}: writes pending nodes now, then fsyncs off the event loop and
+   * records (size, root) in state.json. `root` must be the root at the current size (take it right
+   * before the call, with no append in between); appends may continue while this runs.
+   */
+  async syncWithRootAsync(root: Uint8Array): Promise<void> {
+    if (this.readOnly || this.#closed) return;
+    this.flush();
+    const size = this.count(0);
+    const fds = this.#fds.filter((fd): fd is number => fd !== undefined);
+    await Promise.all(
+      fds.map(
+        (fd) =>
+          new Promise<void>((resolve, reject) =>
+            fs.fsync(fd, (err) =>
+              err && !this.#closed ? reject(ioError('fsync', this.dir, err)) : resolve(),
+            ),
+          ),
+      ),
+    );
+    if (this.#closed || size <= this.#durableSize) return;
+    const body = `${JSON.stringify({ v: 1, size, root: Buffer.from(root).toString('hex') })}\n`;
+    const final = join(this.dir, STATE_FILE);
+    const tmp = `${final}.${process.pid}.a.tmp`;
+    try {
+      const fh = await fs.promises.open(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(body);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      if (this.#closed || size <= this.#durableSize) {
+        await fs.promises.rm(tmp, { force: true });
+        return;
+      }
+      await fs.promises.rename(tmp, final);
+    } catch (err) {
+      throw ioError('write', final, err);
+    }
+    fsyncDir(this.dir);
+    this.#durableSize = size;
+  }
+
   /** {@link NodeStore.sync}: flush + fsync of the level files (state.json needs the root: use syncWithRoot). */
   sync(): void {
     if (this.readOnly || this.#closed) return;

@@ -1,0 +1,198 @@
+/**
+ * Checking one stored record line against FORMAT.md §Record: shape, `hash` and `mac`.
+ *
+ * Fast path: a stored line is the RFC 8785 canonical JSON of the record, whose keys sort as
+ * `audit_id, event, hash, mac, prev_hash, seq, service_id, time, v`. Cutting the `,"hash":"…"` and
+ * `,"mac":"…"` members out of the line's bytes therefore leaves exactly the canonical body the hash
+ * covers, so the hash is checked over the stored bytes without re-canonicalizing the event. Only when
+ * that fails (a line that is not canonical, or really altered) is the body rebuilt from the parsed
+ * record ({@link recomputeHash}) and hashed again; a record passes if either matches.
+ *
+ * The `,"hash":"` located is the last one in the line: nothing after the top-level `hash` member can
+ * contain it (the members that follow are strings, numbers, and a string cannot hold an unescaped `"`).
+ *
+ * The MAC is HMAC-SHA256 (RFC 2104) computed with precomputed ipad/opad key blocks over one-shot
+ * SHA-256 calls — the same value as `createHmac`, checked at construction.
+ */
+
+import { isUtf8 } from 'node:buffer';
+import * as crypto from 'node:crypto';
+import { HASH_DOMAIN, MAC_DOMAIN, macOf, recomputeHash } from './record.js';
+
+const HASH_MEMBER = Buffer.from(',"hash":"', 'latin1');
+const MAC_MEMBER = Buffer.from(',"mac":"', 'latin1');
+const QUOTE = 0x22;
+const HEX64 = /^[0-9a-f]{64}$/;
+const DOMAIN = Buffer.from(HASH_DOMAIN, 'latin1');
+
+type OneShot = (alg: string, data: Uint8Array, enc: 'hex' | 'buffer') => string | Buffer;
+const oneShot: OneShot =
+  typeof (crypto as { hash?: unknown }).hash === 'function'
+    ? ((crypto as unknown as { hash: OneShot }).hash as OneShot)
+    : (alg, data, enc) => {
+        const h = crypto.createHash(alg).update(data);
+        return enc === 'hex' ? h.digest('hex') : h.digest();
+      };
+
+/** A parsed record whose shape is valid (fields as FORMAT.md §Record types them). */
+export interface CheckedRecord {
+  seq: number;
+  prevHash: string;
+  hash: string;
+  mac: string | undefined;
+  time: string;
+  serviceId: string;
+  auditId: string;
+  event: Record<string, unknown>;
+  /** The full parsed record. */
+  record: Record<string, unknown>;
+  /** True when the stored `hash` matches the record's content. */
+  hashOk: boolean;
+  /** The hash the content gives (equals `hash` when `hashOk`; undefined if it could not be computed). */
+  computedHash: string | undefined;
+}
+
+/** A line that is not a record: the reason names the field and the rule where it can. */
+export interface RejectedLine {
+  reason: string;
+}
+
+let scratch = Buffer.allocUnsafe(64 * 1024);
+
+/** Hashes DOMAIN || a || b with one one-shot SHA-256 call. */
+function hashBodyParts(line: Buffer, cut: number, resume: number): string {
+  const need = DOMAIN.length + cut + (line.length - resume);
+  if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.max(need, scratch.length * 2));
+  DOMAIN.copy(scratch, 0);
+  line.copy(scratch, DOMAIN.length, 0, cut);
+  line.copy(scratch, DOMAIN.length + cut, resume);
+  return oneShot('sha256', scratch.subarray(0, need), 'hex') as string;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Parses and checks one line (without its `\n`). Never throws: any problem is a {@link RejectedLine}.
+ */
+export function checkRecordLine(line: Buffer): CheckedRecord | RejectedLine {
+  if (!isUtf8(line)) return { reason: 'line is not valid UTF-8' };
+  let rec: unknown;
+  try {
+    rec = JSON.parse(line.toString('utf8'));
+  } catch (e) {
+    return { reason: `line is not JSON (${(e as Error).message.slice(0, 120)})` };
+  }
+  if (!isPlainObject(rec)) return { reason: 'line is not a JSON object' };
+  const shape = shapeError(rec);
+  if (shape) return { reason: shape };
+  const hash = rec.hash as string;
+  let hashOk = false;
+  let computed: string | undefined;
+  try {
+    const at = line.lastIndexOf(HASH_MEMBER);
+    if (at > 0 && line[at + 73] === QUOTE && line.toString('latin1', at + 9, at + 73) === hash) {
+      let resume = at + 74;
+      if (
+        resume + MAC_MEMBER.length <= line.length &&
+        line.compare(MAC_MEMBER, 0, MAC_MEMBER.length, resume, resume + MAC_MEMBER.length) === 0
+      ) {
+        resume += MAC_MEMBER.length + 65;
+      }
+      computed = hashBodyParts(line, at, resume);
+      hashOk = computed === hash;
+    }
+    if (!hashOk) {
+      computed = recomputeHash(
+        rec as {
+          seq: number;
+          audit_id: string;
+          time: string;
+          service_id: string;
+          event: unknown;
+          prev_hash: string;
+        },
+      );
+      hashOk = computed === hash;
+    }
+  } catch {
+    // Un-canonicalizable content (too deep, non-finite...) cannot match any hash the writer made.
+    hashOk = false;
+  }
+  return {
+    seq: rec.seq as number,
+    prevHash: rec.prev_hash as string,
+    hash,
+    mac: rec.mac as string | undefined,
+    time: rec.time as string,
+    serviceId: rec.service_id as string,
+    auditId: rec.audit_id as string,
+    event: rec.event as Record<string, unknown>,
+    record: rec,
+    hashOk,
+    computedHash: computed,
+  };
+}
+
+/** FORMAT.md §Record field types; returns a message naming the field and rule, or undefined. */
+function shapeError(r: Record<string, unknown>): string | undefined {
+  if (r.v !== 1) return 'field v: must be 1';
+  const seq = r.seq;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1)
+    return 'field seq: must be an integer >= 1';
+  if (typeof r.audit_id !== 'string') return 'field audit_id: must be a string';
+  if (typeof r.time !== 'string') return 'field time: must be a string';
+  if (typeof r.service_id !== 'string') return 'field service_id: must be a string';
+  if (!isPlainObject(r.event)) return 'field event: must be an object';
+  if (typeof r.prev_hash !== 'string' || !HEX64.test(r.prev_hash))
+    return 'field prev_hash: must be 64 lowercase hex';
+  if (typeof r.hash !== 'string' || !HEX64.test(r.hash)) return 'field hash: must be 64 lowercase hex';
+  if (r.mac !== undefined && (typeof r.mac !== 'string' || !HEX64.test(r.mac)))
+    return 'field mac: must be 64 lowercase hex';
+  return undefined;
+}
+
+/** Checks MACs under one key (HMAC-SHA256, RFC 2104, with the key blocks precomputed once). */
+export class MacChecker {
+  readonly #inner: Buffer;
+  readonly #outer: Buffer;
+  readonly #innerMsgAt: number;
+
+  constructor(key: Uint8Array) {
+    // RFC 2104 §2: keys longer than the block size (64) are hashed first.
+    const k = key.length > 64 ? crypto.createHash('sha256').update(key).digest() : Buffer.from(key);
+    const ipad = Buffer.alloc(64, 0x36);
+    const opad = Buffer.alloc(64, 0x5c);
+    for (let i = 0; i < k.length; i++) {
+      ipad[i] = (ipad[i] as number) ^ (k[i] as number);
+      opad[i] = (opad[i] as number) ^ (k[i] as number);
+    }
+    k.fill(0);
+    const dom = Buffer.from(MAC_DOMAIN, 'latin1');
+    this.#inner = Buffer.concat([ipad, dom, Buffer.alloc(64)]);
+    this.#innerMsgAt = 64 + dom.length;
+    this.#outer = Buffer.concat([opad, Buffer.alloc(32)]);
+    ipad.fill(0);
+    opad.fill(0);
+    const probe = 'ab'.repeat(32);
+    if (this.macOf(probe) !== macOf(key, probe)) throw new Error('MacChecker self-test failed');
+  }
+
+  /** Lowercase hex HMAC-SHA256(key, MAC_DOMAIN || hash). */
+  macOf(hash: string): string {
+    this.#inner.write(hash, this.#innerMsgAt, 64, 'latin1');
+    const inner = oneShot('sha256', this.#inner, 'buffer') as Buffer;
+    inner.copy(this.#outer, 64);
+    return oneShot('sha256', this.#outer, 'hex') as string;
+  }
+
+  /** True when `mac` is the MAC of `hash`. */
+  matches(hash: string, mac: string | undefined): boolean {
+    return typeof mac === 'string' && mac.length === 64 && this.macOf(hash) === mac;
+  }
+
+  toJSON(): string {
+    return '[MacChecker]';
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * The writer's in-memory queue of records between `emit` and the disk, and the receipts `emit` returns.
+ *
+ * A {@link PendingRecord} is both the queue entry and the caller's receipt: one allocation per event.
+ * Its `durable` promise is created lazily, on first access, so events nobody awaits cost no promise;
+ * it is created with a no-op rejection handler attached, so an un-awaited receipt can never cause an
+ * unhandled rejection (awaiting it still sees the rejection).
+ */
+import type { SealedRecord } from './trail-writer.js';
+import { AuditDroppedError } from './writer-errors.js';
+
+/** What `emit` returns. */
+export interface AuditReceipt {
+  /** The record's seq (0 when the event was not recorded: disabled mode, or dropped). */
+  readonly seq: number;
+  /** The record's audit_id ('' when not recorded). */
+  readonly auditId: string;
+  /** True when the event was dropped because the queue was full (see `queue.onFull`). */
+  readonly dropped: boolean;
+  /**
+   * Settles when the record is durable (written and fdatasync'ed): resolves, or rejects with
+   * AuditDroppedError (dropped) or AuditUnavailableError (the logger closed without being able to write it).
+   */
+  readonly durable: Promise<void>;
+}
+
+const noop = () => {};
+const RESOLVED: Promise<void> = Promise.resolve();
+
+const PENDING = 0;
+const DONE = 1;
+const FAILED = 2;
+
+/** A queued record; also the receipt handed to the caller. */
+export class PendingRecord implements AuditReceipt, SealedRecord {
+  readonly seq: number;
+  readonly auditId: string;
+  readonly time: string;
+  /** The event's canonical JSON; released ('') once the record is sealed. */
+  eventJson: string;
+  readonly critical: boolean;
+  /** Approximate bytes this record holds in the queue (for `queue.maxBytes`). */
+  readonly cost: number;
+  /** Set when sealed into the chain (just before the first write attempt). */
+  hash = '';
+  line = '';
+  #state = PENDING;
+  #promise: Promise<void> | undefined = undefined;
+  #resolve: (() => void) | undefined = undefined;
+  #reject: ((e: unknown) => void) | undefined = undefined;
+  #error: unknown = undefined;
+
+  constructor(
+    seq: number,
+    auditId: string,
+    time: string,
+    eventJson: string,
+    critical: boolean,
+    cost: number,
+  ) {
+    this.seq = seq;
+    this.auditId = auditId;
+    this.time = time;
+    this.eventJson = eventJson;
+    this.critical = critical;
+    this.cost = cost;
+  }
+
+  get dropped(): boolean {
+    return false;
+  }
+
+  get durable(): Promise<void> {
+    if (this.#promise === undefined) {
+      if (this.#state === DONE) this.#promise = RESOLVED;
+      else if (this.#state === FAILED) {
+        this.#promise = Promise.reject(this.#error);
+        this.#promise.catch(noop);
+      } else {
+        this.#promise = new Promise<void>((res, rej) => {
+          this.#resolve = res;
+          this.#reject = rej;
+        });
+        this.#promise.catch(noop);
+      }
+    }
+    return this.#promise;
+  }
+
+  /** True once settled (durable or failed). */
+  get settled(): boolean {
+    return this.#state !== PENDING;
+  }
+
+  /** Marks the record durable. */
+  settle(): void {
+    if (this.#state !== PENDING) return;
+    this.#state = DONE;
+    if (this.#resolve) this.#resolve();
+  }
+
+  /** Marks the record as never to be written. */
+  fail(err: unknown): void {
+    if (this.#state !== PENDING) return;
+    this.#state = FAILED;
+    this.#error = err;
+    if (this.#reject) this.#reject(err);
+  }
+}
+
+/** Receipt of a dropped event. */
+export class DroppedReceipt implements AuditReceipt {
+  readonly seq = 0;
+  readonly auditId = '';
+  readonly dropped = true;
+  readonly #type: string;
+  readonly #reason: string;
+  #promise: Promise<void> | undefined;
+  constructor(type: string, reason: string) {
+    this.#type = type;
+    this.#reason = reason;
+  }
+  get durable(): Promise<void> {
+    if (!this.#promise) {
+      this.#promise = Promise.reject(new AuditDroppedError(this.#type, this.#reason));
+      this.#promise.catch(noop);
+    }
+    return this.#promise;
+  }
+}
+
+/** Receipt of `disabled` mode: nothing recorded, `durable` already resolved. */
+export const DISABLED_RECEIPT: AuditReceipt = Object.freeze({
+  seq: 0,
+  auditId: '',
+  dropped: false,
+  durable: RESOLVED,
+});
+
+/**
+ * FIFO of pending records, in seq order. Records stay in it until durable: the writer reads a batch
+ * from the head with {@link peek}, and removes what was made durable with {@link shift}.
+ * Array + head index (no O(n) `Array#shift`), compacted as the head advances.
+ */
+export class RecordQueue {
+  #a: PendingRecord[] = [];
+  #head = 0;
+  /** Sum of the queued records' `cost`. */
+  bytes = 0;
+  /** Highest depth seen. */
+  highWater = 0;
+
+  get length(): number {
+    return this.#a.length - this.#head;
+  }
+
+  push(r: PendingRecord): void {
+    this.#a.push(r);
+    this.bytes += r.cost;
+    const n = this.#a.length - this.#head;
+    if (n > this.highWater) this.highWater = n;
+  }
+
+  /** The oldest record, if any. */
+  first(): PendingRecord | undefined {
+    return this.#a[this.#head];
+  }
+
+  /** Up to `max` oldest records (not removed). */
+  peek(max: number): PendingRecord[] {
+    return this.#a.slice(this.#head, this.#head + max);
+  }
+
+  /** Removes and returns the oldest record. */
+  shift(): PendingRecord | undefined {
+    if (this.#head >= this.#a.length) return undefined;
+    const r = this.#a[this.#head] as PendingRecord;
+    (this.#a as (PendingRecord | undefined)[])[this.#head] = undefined;
+    this.#head++;
+    this.bytes -= r.cost;
+    if (this.#head === this.#a.length) {
+      this.#a = [];
+      this.#head = 0;
+      this.bytes = 0;
+    } else if (this.#head >= 4096 && this.#head * 2 >= this.#a.length) {
+      this.#a = this.#a.slice(this.#head);
+      this.#head = 0;
+    }
+    return r;
+  }
+
+  /** Removes and returns everything. */
+  drain(): PendingRecord[] {
+    const out = this.#a.slice(this.#head);
+    this.#a = [];
+    this.#head = 0;
+    this.bytes = 0;
+    return out;
+  }
+}

@@ -145,13 +145,14 @@ export interface ReadOptions {
   handle?: FileHandle;
 }
 
+/** The (decompressed) byte stream of a trail file and a way to stop reading it early. */
+export interface TrailStream {
+  chunks: AsyncIterable<Buffer>;
+  close(): void;
+}
+
 /** Opens the (decompressed) byte stream of a trail file. */
-export function openTrailStream(
-  path: string,
-  opts: ReadOptions = {},
-): AsyncIterable<Buffer> & {
-  destroy(): void;
-} {
+export function openTrailStream(path: string, opts: ReadOptions = {}): TrailStream {
   const gz = opts.gzip ?? path.endsWith('.gz');
   const raw = opts.handle
     ? createReadStream('', {
@@ -164,17 +165,17 @@ export function openTrailStream(
     const cb = opts.onDiskBytes;
     raw.on('data', () => cb(raw.bytesRead));
   }
-  if (!gz) return raw;
+  if (!gz) return { chunks: raw, close: () => raw.destroy() };
   const gunzip = createGunzip({ chunkSize: 256 * 1024 });
   raw.on('error', (e) => gunzip.destroy(e));
   raw.pipe(gunzip);
-  const destroy = gunzip.destroy.bind(gunzip);
-  return Object.assign(gunzip, {
-    destroy(): void {
+  return {
+    chunks: gunzip,
+    close(): void {
       raw.destroy();
-      destroy();
+      gunzip.destroy();
     },
-  });
+  };
 }
 
 /**
@@ -187,14 +188,13 @@ export async function scanTrailFile(path: string, sink: LineSink, opts: ReadOpti
   let bytes = 0;
   const stream = openTrailStream(path, opts);
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+    for await (const chunk of stream.chunks) {
       bytes += chunk.length;
       hash.update(chunk);
       split.push(chunk);
     }
   } catch (err) {
-    stream.destroy();
-    split.end();
+    stream.close();
     Object.assign(err as object, { partial: { bytes, lines: split.lines } });
     throw err;
   }
@@ -229,7 +229,7 @@ export async function* readTrailLines(path: string, opts: ReadOptions = {}): Asy
   );
   const stream = openTrailStream(path, opts);
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+    for await (const chunk of stream.chunks) {
       split.push(chunk);
       if (out.length > 0) {
         const batch = out;
@@ -240,6 +240,6 @@ export async function* readTrailLines(path: string, opts: ReadOptions = {}): Asy
     split.end();
     yield* out;
   } finally {
-    stream.destroy();
+    stream.close();
   }
 }

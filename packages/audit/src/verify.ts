@@ -255,7 +255,7 @@ class FailureLog {
   }
   sorted(): VerifyFailure[] {
     return [...this.list]
-      .sort((a, b) => a.order - b.order || (a.line ?? 0) - (b.line ?? 0) || a.idx - b.idx)
+      .sort((a, b) => a.order - b.order || (a.line ?? 2 ** 52) - (b.line ?? 2 ** 52) || a.idx - b.idx)
       .map(({ order: _o, idx: _i, ...f }) => f);
   }
 }

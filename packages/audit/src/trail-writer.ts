@@ -173,6 +173,7 @@ export class FileTrail {
     }
     const names = await afs.readdir(dir);
     let manifest = await readManifest(dir, afs);
+    const fresh = manifest === null;
     const recordFiles = names.filter((n) => parseRecordFileName(n) || /\.audit\.gz$/.test(n));
     if (!manifest) {
       if (recordFiles.length > 0) {
@@ -215,7 +216,7 @@ export class FileTrail {
     let file: OpenFile | null = null;
     let resume = prev;
     const recovered: RecoveredTail[] = [];
-    let dirty = false;
+    let dirty = fresh; // a new trail writes its manifest at once: it binds the directory to the service id
     if (last?.state === 'open') {
       const r = await recoverOpenFile(afs, dir, last, prev, { macKey: o.macKey, now: nowIso });
       if (r === null) {

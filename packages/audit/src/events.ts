@@ -64,8 +64,43 @@ export const LIMITS = {
 export const TIMESTAMP_FORMAT = 'vramseal-rfc3339';
 /** TypeBox format name of IPv4/IPv6 addresses accepted by {@link parseIp} (registered on import). */
 export const IP_FORMAT = 'vramseal-ip';
+/** TypeBox format name of digests ({@link DIGEST_PATTERN}, checked without a regex; registered on import). */
+export const DIGEST_FORMAT = 'vramseal-digest';
 FormatRegistry.Set(TIMESTAMP_FORMAT, isRfc3339);
 FormatRegistry.Set(IP_FORMAT, isIp);
+FormatRegistry.Set(DIGEST_FORMAT, isDigest);
+
+function isLowerHex(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
+  }
+  return true;
+}
+
+/** True when `s` matches {@link DIGEST_PATTERN}: `[<scheme>:[<digits>:]]<64 or 128 lower-case hex>`. */
+export function isDigest(s: string): boolean {
+  const n = s.length;
+  const p = s.lastIndexOf(':');
+  const hexLen = n - p - 1;
+  if ((hexLen !== 64 && hexLen !== 128) || !isLowerHex(s, p + 1, n)) return false;
+  if (p === -1) return true;
+  const q = s.indexOf(':');
+  // scheme = [a-z0-9][a-z0-9-]{0,31}
+  if (q < 1 || q > 32) return false;
+  for (let i = 0; i < q; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || (c === 0x2d && i > 0))) return false;
+  }
+  if (q === p) return true;
+  // parameter = [0-9]{1,9}
+  if (p - q - 1 < 1 || p - q - 1 > 9) return false;
+  for (let i = q + 1; i < p; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
 
 /** Single line: no tab, no newline (other control characters are refused everywhere). */
 export const SINGLE_LINE_PATTERN = '^[^\\t\\n]*$';
@@ -90,7 +125,7 @@ const PathStr = () => Type.String({ minLength: 1, maxLength: LIMITS.path, patter
 const Timestamp = () => Type.String({ format: TIMESTAMP_FORMAT, maxLength: MAX_TIMESTAMP_LENGTH });
 const Ip = () => Type.String({ format: IP_FORMAT, maxLength: MAX_IP_INPUT_LENGTH });
 const Sha256 = () => Type.String({ maxLength: 64, pattern: '^[0-9a-f]{64}$' });
-const Digest = () => Type.String({ maxLength: 180, pattern: DIGEST_PATTERN });
+const Digest = () => Type.String({ maxLength: 180, format: DIGEST_FORMAT });
 const Count = () => Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Seq = () => Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
 const NonNegative = () => Type.Number({ minimum: 0 });

@@ -28,17 +28,33 @@ export interface ParsedIp {
 /** Longest accepted input (an IPv6 address with an embedded IPv4 part is at most 45 characters). */
 export const MAX_IP_INPUT_LENGTH = 45;
 
-function parseV4(s: string, out: Uint8Array, at: number): string | undefined {
-  // Returns an error reason, or undefined on success (bytes written to out[at..at+4]).
+/**
+ * Parses a dotted quad from `s[from..]` to the end of `s` into out[at..at+4].
+ * Returns an error reason, or undefined on success. Allocation-free.
+ */
+function parseV4(
+  s: string,
+  from: number,
+  out: Uint8Array | Uint16Array,
+  at: number,
+  pack: boolean,
+): string | undefined {
   let part = 0;
   let value = 0;
   let digits = 0;
-  for (let i = 0; i <= s.length; i++) {
-    const c = i < s.length ? s.charCodeAt(i) : 0x2e; // a virtual '.' terminates the last part
+  const n = s.length;
+  for (let i = from; i <= n; i++) {
+    const c = i < n ? s.charCodeAt(i) : 0x2e; // a virtual '.' terminates the last part
     if (c === 0x2e) {
       if (digits === 0) return 'empty IPv4 part';
       if (part > 3) return 'IPv4 address has more than four parts';
-      out[at + part] = value;
+      if (pack) {
+        // two IPv4 bytes per 16-bit IPv6 group
+        const idx = at + (part >> 1);
+        out[idx] = part & 1 ? (out[idx] as number) | value : value << 8;
+      } else {
+        out[at + part] = value;
+      }
       part++;
       value = 0;
       digits = 0;
@@ -62,58 +78,68 @@ function hexVal(c: number): number {
   return -1;
 }
 
-function parseV6(s: string): Uint8Array | string {
-  const bytes = new Uint8Array(16);
-  const dbl = s.indexOf('::');
-  if (dbl !== -1 && s.indexOf('::', dbl + 1) !== -1) return 'more than one "::" in IPv6 address';
-  const head = dbl === -1 ? s : s.slice(0, dbl);
-  const tail = dbl === -1 ? '' : s.slice(dbl + 2);
-  const groups = (text: string, allowV4: boolean): number[] | string => {
-    if (text === '') return [];
-    const parts = text.split(':');
-    const out: number[] = [];
-    for (let i = 0; i < parts.length; i++) {
-      const p = parts[i] as string;
-      if (allowV4 && i === parts.length - 1 && p.includes('.')) {
-        const v4 = new Uint8Array(4);
-        const err = parseV4(p, v4, 0);
-        if (err) return err;
-        out.push(((v4[0] as number) << 8) | (v4[1] as number), ((v4[2] as number) << 8) | (v4[3] as number));
-        continue;
-      }
-      if (p.length === 0) return 'empty IPv6 group';
-      if (p.length > 4) return 'IPv6 group longer than four hex digits';
-      let v = 0;
-      for (let j = 0; j < p.length; j++) {
-        const h = hexVal(p.charCodeAt(j));
-        if (h < 0) return 'unexpected character in IPv6 address';
-        v = (v << 4) | h;
-      }
-      out.push(v);
+/**
+ * Parses IPv6 text (RFC 4291 §2.2) into eight 16-bit groups. Single pass, allocation-free.
+ * Returns an error reason, or undefined on success.
+ */
+function parseV6(s: string, g: Uint16Array): string | undefined {
+  const n = s.length;
+  let count = 0; // groups written
+  let dbl = -1; // group index where "::" stands
+  let i = 0;
+  if (s.charCodeAt(0) === 0x3a) {
+    if (s.charCodeAt(1) !== 0x3a) return 'IPv6 address starts with a single ":"';
+    dbl = 0;
+    i = 2;
+  }
+  while (i < n) {
+    const start = i;
+    let v = 0;
+    let h = hexVal(s.charCodeAt(i));
+    while (h >= 0 && i - start < 5) {
+      v = (v << 4) | h;
+      i++;
+      h = i < n ? hexVal(s.charCodeAt(i)) : -1;
     }
-    return out;
-  };
-  const h = groups(head, dbl === -1);
-  if (typeof h === 'string') return h;
-  const t = groups(tail, true);
-  if (typeof t === 'string') return t;
+    if (i < n && s.charCodeAt(i) === 0x2e) {
+      // trailing dotted quad (RFC 4291 §2.2 form 3): takes the last two groups
+      if (count > 6) return 'IPv6 address has too many groups';
+      const err = parseV4(s, start, g, count, true);
+      if (err) return err;
+      count += 2;
+      i = n;
+      break;
+    }
+    const len = i - start;
+    if (len === 0) return i < n ? 'unexpected character in IPv6 address' : 'IPv6 address ends with ":"';
+    if (len > 4) return 'IPv6 group longer than four hex digits';
+    if (count === 8) return 'IPv6 address has more than eight groups';
+    g[count++] = v;
+    if (i === n) break;
+    if (s.charCodeAt(i) !== 0x3a) return 'unexpected character in IPv6 address';
+    i++;
+    if (i < n && s.charCodeAt(i) === 0x3a) {
+      if (dbl !== -1) return 'more than one "::" in IPv6 address';
+      dbl = count;
+      i++;
+    } else if (i === n) {
+      return 'IPv6 address ends with a single ":"';
+    }
+  }
   if (dbl === -1) {
-    if (h.length !== 8) return 'IPv6 address needs eight groups (or "::")';
-  } else if (h.length + t.length > 7) {
-    return 'IPv6 address has too many groups for "::"';
+    if (count !== 8) return 'IPv6 address needs eight groups (or "::")';
+    return undefined;
   }
-  const all = dbl === -1 ? h : [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
-  for (let i = 0; i < 8; i++) {
-    bytes[2 * i] = (all[i] as number) >> 8;
-    bytes[2 * i + 1] = (all[i] as number) & 0xff;
-  }
-  return bytes;
+  if (count > 7) return 'IPv6 address has too many groups for "::"';
+  // move the groups after "::" to the end and zero the gap
+  const tail = count - dbl;
+  for (let k = 0; k < tail; k++) g[7 - k] = g[count - 1 - k] as number;
+  for (let k = dbl; k < 8 - tail; k++) g[k] = 0;
+  return undefined;
 }
 
-/** RFC 5952 §4 text of 16 address bytes. */
-export function formatIpv6(bytes: Uint8Array): string {
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push(((bytes[2 * i] as number) << 8) | (bytes[2 * i + 1] as number));
+/** RFC 5952 §4 text of an IPv6 address given as eight 16-bit groups. */
+export function formatIpv6(g: ArrayLike<number>): string {
   // §4.2.3: compress the longest run of zero groups (length >= 2, §4.2.2); first one on a tie.
   let bestAt = -1;
   let bestLen = 1;
@@ -130,36 +156,55 @@ export function formatIpv6(bytes: Uint8Array): string {
     }
     i = j;
   }
-  const hex = (from: number, to: number) =>
-    g
-      .slice(from, to)
-      .map((x) => x.toString(16)) // §4.1 leading zeros dropped, §4.3 lower case
-      .join(':');
-  if (bestAt === -1) return hex(0, 8);
-  return `${hex(0, bestAt)}::${hex(bestAt + bestLen, 8)}`;
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestAt) {
+      out += '::';
+      i += bestLen - 1;
+      continue;
+    }
+    if (out !== '' && !out.endsWith(':')) out += ':';
+    out += (g[i] as number).toString(16); // §4.1 leading zeros dropped, §4.3 lower case
+  }
+  return out;
 }
 
-/** Non-throwing core of {@link parseIp}: the parsed address, or the reason it is not one. */
-export function tryParseIp(input: unknown): ParsedIp | string {
+const scratch = new Uint16Array(8);
+
+function check(input: unknown): string | undefined {
   if (typeof input !== 'string') return 'not a string';
   if (input.length === 0) return 'empty string';
   if (input.length > MAX_IP_INPUT_LENGTH) return `longer than ${MAX_IP_INPUT_LENGTH} characters`;
   if (input.includes('%')) return 'zone identifiers (%...) are not accepted';
-  if (input.includes(':')) {
-    const r = parseV6(input);
-    if (typeof r === 'string') return r;
-    let mapped = true;
-    for (let i = 0; i < 10; i++) if (r[i] !== 0) mapped = false;
-    if (mapped && r[10] === 0xff && r[11] === 0xff) {
-      const v4 = r.slice(12);
-      return { version: 4, address: v4.join('.'), bytes: v4 };
-    }
-    return { version: 6, address: formatIpv6(r), bytes: r };
+  if (input.includes(':')) return parseV6(input, scratch);
+  return parseV4(input, 0, scratch, 0, false);
+}
+
+/** Non-throwing core of {@link parseIp}: the parsed address, or the reason it is not one. */
+export function tryParseIp(input: unknown): ParsedIp | string {
+  const err = check(input);
+  if (err !== undefined) return err;
+  const s = input as string;
+  if (!s.includes(':')) {
+    return { version: 4, address: s, bytes: Uint8Array.from(scratch.subarray(0, 4)) };
   }
-  const b = new Uint8Array(4);
-  const err = parseV4(input, b, 0);
-  if (err) return err;
-  return { version: 4, address: input, bytes: b };
+  const g = scratch;
+  // IPv4-mapped (RFC 4291 §2.5.5.2): ::ffff:a.b.c.d -> a.b.c.d
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+    const b = Uint8Array.of(
+      (g[6] as number) >> 8,
+      (g[6] as number) & 0xff,
+      (g[7] as number) >> 8,
+      (g[7] as number) & 0xff,
+    );
+    return { version: 4, address: b.join('.'), bytes: b };
+  }
+  const bytes = new Uint8Array(16);
+  for (let i = 0; i < 8; i++) {
+    bytes[2 * i] = (g[i] as number) >> 8;
+    bytes[2 * i + 1] = (g[i] as number) & 0xff;
+  }
+  return { version: 6, address: formatIpv6(g), bytes };
 }
 
 /**
@@ -179,5 +224,5 @@ export function normalizeIp(input: string): string {
 
 /** True when {@link parseIp} would accept `input`. */
 export function isIp(input: unknown): boolean {
-  return typeof tryParseIp(input) !== 'string';
+  return check(input) === undefined;
 }

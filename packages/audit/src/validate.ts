@@ -40,15 +40,105 @@ import { tryParseIp } from './ip.js';
 const MAX_KEYS_PER_OBJECT = 256;
 const MAX_VALUES = 4096;
 
-/** Compiled checker per event type (compiled once, at import). */
-const CHECKS: ReadonlyMap<string, TypeCheck<TObject>> = new Map(
-  Object.entries(EVENT_SCHEMAS).map(([type, schema]) => [type, TypeCompiler.Compile(schema as TObject)]),
+// ---------------------------------------------------------------------------------------------
+// Compilation (once, at import)
+// ---------------------------------------------------------------------------------------------
+//
+// Work is split so that nothing is checked twice:
+// - the walk (below) owns string characters, single-line fields, object keys (unknown fields, forbidden
+//   keys), plain-object/JSON-ness, depth and size; it is driven by a "shape" derived from the schema;
+// - the compiled TypeBox check owns JSON types, required fields, lengths, enums, numbers and formats. It is
+//   compiled from a copy of the schema without `additionalProperties: false` on fixed-field objects and
+//   without the single-line pattern, since the walk has already enforced both.
+// The full schema is compiled too, for error explanations only (slow path).
+
+enum K {
+  Object = 0,
+  Array = 1,
+  String = 2,
+  Any = 3,
+}
+type Shape =
+  | { k: K.Object; keys: Map<string, Shape> }
+  | { k: K.Array; items: Shape }
+  | { k: K.String; line: boolean }
+  | { k: K.Any };
+
+const ANY: Shape = { k: K.Any };
+
+function shapeOf(s: TSchema): Shape {
+  if (s.type === 'object' && s.properties !== undefined && s.patternProperties === undefined) {
+    const keys = new Map<string, Shape>();
+    for (const [k, v] of Object.entries(s.properties as Record<string, TSchema>)) keys.set(k, shapeOf(v));
+    return { k: K.Object, keys };
+  }
+  if (s.type === 'array' && s.items !== undefined) return { k: K.Array, items: shapeOf(s.items as TSchema) };
+  if (s.type === 'string') return { k: K.String, line: s.pattern === SINGLE_LINE_PATTERN };
+  if (Array.isArray(s.anyOf)) {
+    const variants = (s.anyOf as TSchema[]).map(shapeOf);
+    if (variants.every((v) => v.k === K.Object)) {
+      // A union of fixed-field objects (e.g. `result`): allow the union of their keys here; the compiled
+      // check then holds the value to exactly one variant.
+      const keys = new Map<string, Shape>();
+      for (const v of variants as { keys: Map<string, Shape> }[]) {
+        for (const [k, sub] of v.keys)
+          keys.set(k, keys.has(k) && keys.get(k) !== sub ? mergeShape(keys.get(k) as Shape, sub) : sub);
+      }
+      return { k: K.Object, keys };
+    }
+    if (variants.every((v) => v.k === K.String))
+      return { k: K.String, line: variants.every((v) => (v as { line: boolean }).line) };
+    return ANY;
+  }
+  if (s.const !== undefined && typeof s.const === 'string') return { k: K.String, line: true };
+  return ANY;
+}
+
+function mergeShape(a: Shape, b: Shape): Shape {
+  if (a.k === K.String && b.k === K.String) return { k: K.String, line: a.line && b.line };
+  return a.k === b.k && a.k !== K.Object && a.k !== K.Array ? a : ANY;
+}
+
+/** A copy of `s` for the fast check: no additionalProperties on fixed-field objects, no single-line pattern. */
+function relaxed(s: TSchema): TSchema {
+  const out: TSchema = { ...s };
+  if (s.properties !== undefined && s.patternProperties === undefined) {
+    delete out.additionalProperties;
+    out.properties = Object.fromEntries(
+      Object.entries(s.properties as Record<string, TSchema>).map(([k, v]) => [k, relaxed(v)]),
+    );
+  }
+  if (s.items !== undefined) out.items = relaxed(s.items as TSchema);
+  // Union variants stay closed: the walk allowed the union of their keys, the check picks one variant.
+  if (Array.isArray(s.anyOf)) out.anyOf = (s.anyOf as TSchema[]).map((v) => (v.properties ? v : relaxed(v)));
+  if (s.type === 'string' && s.pattern === SINGLE_LINE_PATTERN) delete out.pattern;
+  return out;
+}
+
+interface Compiled {
+  shape: { k: K.Object; keys: Map<string, Shape> };
+  fast: TypeCheck<TSchema>;
+  strict: TypeCheck<TObject>;
+}
+
+const COMPILED: ReadonlyMap<string, Compiled> = new Map(
+  Object.entries(EVENT_SCHEMAS).map(([type, schema]) => [
+    type,
+    {
+      shape: shapeOf(schema) as Compiled['shape'],
+      fast: TypeCompiler.Compile(relaxed(schema)),
+      strict: TypeCompiler.Compile(schema as TObject),
+    },
+  ]),
 );
 
 // Any character a string may not hold. With the `u` flag a well-formed surrogate pair is one code point
 // (>= U+10000) and does not match \uD800-\uDFFF, so that range only catches lone surrogates.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: this regex exists to find control characters
 const FORBIDDEN = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069\uFEFF\uD800-\uDFFF]/u;
+// The same, plus tab and newline: for single-line fields (identifiers, paths, enums).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: this regex exists to find control characters
+const FORBIDDEN_LINE = /[\u0000-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069\uFEFF\uD800-\uDFFF]/u;
 
 const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
 
@@ -100,21 +190,22 @@ export function isSafeString(s: string): boolean {
   return !FORBIDDEN.test(s);
 }
 
-function checkString(ctx: Ctx, s: string, what: string): void {
+function checkString(ctx: Ctx, s: string, line: boolean, what: string): void {
   ctx.chars += s.length;
   if (ctx.chars > LIMITS.totalChars)
     fail(ctx, 'too-large', `strings add up to more than ${LIMITS.totalChars} characters`);
-  if (FORBIDDEN.test(s)) {
-    const v = stringViolation(s) as { rule: ValidationRule; detail: string };
-    fail(ctx, v.rule, `${what} ${v.detail}`);
+  if ((line ? FORBIDDEN_LINE : FORBIDDEN).test(s)) {
+    const v = stringViolation(s);
+    if (v !== undefined) fail(ctx, v.rule, `${what} ${v.detail}`);
+    fail(ctx, 'pattern', `${what} must be a single line (no tab or newline)`);
   }
 }
 
-function copyValue(ctx: Ctx, v: unknown, depth: number): unknown {
+function copyValue(ctx: Ctx, v: unknown, shape: Shape, depth: number): unknown {
   if (++ctx.values > MAX_VALUES) fail(ctx, 'too-large', `more than ${MAX_VALUES} values`);
   switch (typeof v) {
     case 'string':
-      checkString(ctx, v, 'string');
+      checkString(ctx, v, shape.k === K.String && shape.line, 'string');
       return v;
     case 'number':
       if (!Number.isFinite(v)) fail(ctx, 'finite', 'number must be finite (no NaN or Infinity)');
@@ -124,14 +215,14 @@ function copyValue(ctx: Ctx, v: unknown, depth: number): unknown {
     case 'object':
       if (v === null) return v;
       if (depth >= LIMITS.depth) fail(ctx, 'max-depth', `nested deeper than ${LIMITS.depth} levels`);
-      if (Array.isArray(v)) return copyArray(ctx, v, depth + 1);
-      return copyObject(ctx, v, depth + 1);
+      if (Array.isArray(v)) return copyArray(ctx, v, shape.k === K.Array ? shape.items : ANY, depth + 1);
+      return copyObject(ctx, v, shape.k === K.Object ? shape.keys : undefined, depth + 1);
     default:
       return fail(ctx, 'json-value', `${typeof v} is not a JSON value`);
   }
 }
 
-function copyArray(ctx: Ctx, a: unknown[], depth: number): unknown[] {
+function copyArray(ctx: Ctx, a: unknown[], items: Shape, depth: number): unknown[] {
   const n = a.length;
   if (n > LIMITS.array) fail(ctx, 'max-items', `array longer than ${LIMITS.array} items`);
   const out = new Array<unknown>(n);
@@ -139,27 +230,44 @@ function copyArray(ctx: Ctx, a: unknown[], depth: number): unknown[] {
     ctx.path.push(i);
     const x = a[i];
     if (x === undefined) fail(ctx, 'json-value', 'undefined (or a hole) in an array');
-    out[i] = copyValue(ctx, x, depth);
+    out[i] = copyValue(ctx, x, items, depth);
     ctx.path.pop();
   }
   return out;
 }
 
-function copyObject(ctx: Ctx, o: object, depth: number): Record<string, unknown> {
+/** Copies a plain object; with `keys` (a fixed-field object) every key must be one of them. */
+function copyObject(
+  ctx: Ctx,
+  o: object,
+  keys: Map<string, Shape> | undefined,
+  depth: number,
+): Record<string, unknown> {
   const proto = Object.getPrototypeOf(o);
   if (proto !== Object.prototype && proto !== null) {
     fail(ctx, 'json-value', 'must be a plain object (not a class instance, Date, Map, Buffer, ...)');
   }
-  const keys = Object.keys(o);
-  if (keys.length > MAX_KEYS_PER_OBJECT) fail(ctx, 'max-properties', `more than ${MAX_KEYS_PER_OBJECT} keys`);
+  const names = Object.keys(o);
+  if (names.length > MAX_KEYS_PER_OBJECT)
+    fail(ctx, 'max-properties', `more than ${MAX_KEYS_PER_OBJECT} keys`);
   const out: Record<string, unknown> = {};
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys[i] as string;
+  for (let i = 0; i < names.length; i++) {
+    const k = names[i] as string;
     ctx.path.push(k);
-    if (FORBIDDEN_KEYS.has(k)) fail(ctx, 'forbidden-key', `key ${k} is not allowed (prototype pollution)`);
-    checkString(ctx, k, 'key');
+    let sub: Shape = ANY;
+    if (keys !== undefined) {
+      const known = keys.get(k);
+      if (known === undefined) {
+        checkString(ctx, k, true, 'key');
+        fail(ctx, 'unknown-field', 'field is not part of this event type');
+      }
+      sub = known;
+    } else {
+      if (FORBIDDEN_KEYS.has(k)) fail(ctx, 'forbidden-key', `key ${k} is not allowed (prototype pollution)`);
+      checkString(ctx, k, true, 'key');
+    }
     const x = (o as Record<string, unknown>)[k];
-    if (x !== undefined) out[k] = copyValue(ctx, x, depth);
+    if (x !== undefined) out[k] = copyValue(ctx, x, sub, depth);
     ctx.path.pop();
   }
   return out;
@@ -179,17 +287,17 @@ export function validateEvent(input: unknown): AuditEvent {
     );
   }
   const type = (input as { type?: unknown }).type;
-  const check = typeof type === 'string' ? CHECKS.get(type) : undefined;
-  if (check === undefined) {
+  const c = typeof type === 'string' ? COMPILED.get(type) : undefined;
+  if (c === undefined) {
     const label =
       type === undefined ? '<missing>' : typeof type === 'string' ? safeLabel(type) : `<${typeof type}>`;
     throw new AuditValidationError(label, 'type', 'unknown-event-type', 'not a known audit event type');
   }
   const ctx: Ctx = { type: type as string, path: [], chars: 0, values: 0 };
-  const copy = copyObject(ctx, input, 0);
+  const copy = copyObject(ctx, input, c.shape.keys, 0);
   // The copy's `type` was read again by the walk; make sure it is the one we dispatched on.
   if (copy.type !== type) fail(ctx, 'unknown-event-type', '`type` changed while being read', ['type']);
-  if (!check.Check(copy)) explain(ctx, check, copy);
+  if (!c.fast.Check(copy)) explain(ctx, c.strict, copy);
   normalizeIps(copy);
   return copy as unknown as AuditEvent;
 }
@@ -290,11 +398,11 @@ function specific(e: ValueError): ValueError {
   const v = e.value as Record<string, unknown> | null;
   if (typeof v !== 'object' || v === null) return e;
   for (const it of e.errors) {
-    const first = it.First();
-    if (first === undefined) continue;
-    // A variant whose first complaint is about the discriminant did not match it; skip it.
-    if (first.path === `${e.path}/status` || first.path === `${e.path}/type`) continue;
-    return specific(first);
+    const errs = [...it];
+    // A variant that complains about the discriminant is not the one the value meant; skip it.
+    if (errs.length === 0 || errs.some((x) => x.path === `${e.path}/status` || x.path === `${e.path}/type`))
+      continue;
+    return specific(errs[0] as ValueError);
   }
   return e;
 }

@@ -17,4 +17,5 @@ export * from './rfc3339.js';
 export * from './rotation.js';
 export { type SealedRecord, TrailIoError } from './trail-writer.js';
 export * from './validate.js';
+export * from './verify.js';
 export * from './writer-errors.js';

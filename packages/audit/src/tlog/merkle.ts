@@ -136,6 +136,25 @@ export class MemoryNodeStore implements NodeStore {
   close(): void {}
 }
 
+/**
+ * A {@link NodeStore} that keeps nothing but counts: a {@link MerkleTree} over it can append and give its
+ * root (from the frontier, O(log n) memory) but not proofs. Used to recompute a trail's root streaming.
+ */
+export class FrontierOnlyStore implements NodeStore {
+  #counts: number[] = [];
+  count(level: number): number {
+    return this.#counts[level] ?? 0;
+  }
+  read(level: number, index: number): Buffer {
+    throw new TlogError('TLOG_BAD_INPUT', `frontier-only tree keeps no node (level ${level} index ${index})`);
+  }
+  append(level: number): void {
+    this.#counts[level] = (this.#counts[level] ?? 0) + 1;
+  }
+  sync(): void {}
+  close(): void {}
+}
+
 /** Read access to a tree's hashes, enough to build proofs (see proof.ts). */
 export interface TreeReader {
   /** Current number of leaves. */

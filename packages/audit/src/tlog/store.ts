@@ -24,6 +24,7 @@ import { emptyRoot, HASH_SIZE, hashChildren, type NodeStore } from './merkle.js'
 
 export const TLOG_DIR = 'tlog';
 const STATE_FILE = 'state.json';
+let tmpCounter = 0;
 
 interface StateFile {
   v: 1;
@@ -324,7 +325,7 @@ export class FileNodeStore implements NodeStore {
     if (this.#closed || size <= this.#durableSize) return;
     const body = `${JSON.stringify({ v: 1, size, root: Buffer.from(root).toString('hex') })}\n`;
     const final = join(this.dir, STATE_FILE);
-    const tmp = `${final}.${process.pid}.a.tmp`;
+    const tmp = `${final}.${process.pid}.${++tmpCounter}.tmp`;
     try {
       const fh = await fs.promises.open(tmp, 'w', 0o600);
       try {

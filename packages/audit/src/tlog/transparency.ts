@@ -175,6 +175,7 @@ export class Transparency extends EventEmitter {
   #inFlight: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  #caughtUp = 0;
   #onDurable = (recs: ReadonlyArray<DurableRecord>) => this.#handleDurable(recs);
   #onClose = () => this.#handleClose();
 
@@ -249,9 +250,14 @@ export class Transparency extends EventEmitter {
     return this.#tree;
   }
 
+  /** Records re-read from the trail on attach (0 after a clean shutdown: nothing is rehashed). */
+  get caughtUp(): number {
+    return this.#caughtUp;
+  }
+
   async #catchUp(): Promise<void> {
     for (;;) {
-      await catchUpFromTrail(this.dir, this.#tree);
+      this.#caughtUp += await catchUpFromTrail(this.dir, this.#tree);
       const buf = this.#buffered ?? [];
       // Records already on disk were appended by the catch-up; a gap means more landed meanwhile.
       const next = buf.find((r) => r.seq > this.#tree.size);
@@ -304,7 +310,7 @@ export class Transparency extends EventEmitter {
 
   /** Writes a checkpoint of the current tree now (waits for one in flight first). */
   async checkpoint(): Promise<CheckpointInfo | undefined> {
-    if (this.#inFlight) await this.#inFlight;
+    while (this.#inFlight) await this.#inFlight;
     if (this.#closed) return undefined;
     return this.#writeCheckpoint(true);
   }
@@ -318,6 +324,10 @@ export class Transparency extends EventEmitter {
       )
       .finally(() => {
         this.#inFlight = undefined;
+        // Records that arrived while it was written may already call for the next one.
+        if (!this.#closed && this.#tree.size - this.#lastCheckpointSize >= this.#opts.everyRecords) {
+          this.#checkpointAsync();
+        }
       });
   }
 
@@ -384,7 +394,7 @@ export class Transparency extends EventEmitter {
 
   /** Stops following the logger without a final checkpoint (the logger's close writes one normally). */
   async detach(): Promise<void> {
-    if (this.#inFlight) await this.#inFlight;
+    while (this.#inFlight) await this.#inFlight;
     if (this.#closed) return;
     try {
       this.#store.syncWithRoot(this.#tree.root());

@@ -15,6 +15,7 @@ export * from './record.js';
 export { QUARANTINE_DIR, type RecoveredTail } from './recovery.js';
 export * from './rfc3339.js';
 export * from './rotation.js';
+export * from './tlog/index.js';
 export { type SealedRecord, TrailIoError } from './trail-writer.js';
 export * from './validate.js';
 export * from './verify.js';

@@ -35,7 +35,7 @@ const oneShot: OneShot =
       };
 
 /** A parsed record whose shape is valid (fields as FORMAT.md §Record types them). */
-export interface CheckedRecord {
+export interface ParsedRecord {
   seq: number;
   prevHash: string;
   hash: string;
@@ -46,6 +46,10 @@ export interface CheckedRecord {
   event: Record<string, unknown>;
   /** The full parsed record. */
   record: Record<string, unknown>;
+}
+
+/** A parsed record with its hash checked. */
+export interface CheckedRecord extends ParsedRecord {
   /** True when the stored `hash` matches the record's content. */
   hashOk: boolean;
   /** The hash the content gives (equals `hash` when `hashOk`; undefined if it could not be computed). */
@@ -74,9 +78,10 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /**
- * Parses and checks one line (without its `\n`). Never throws: any problem is a {@link RejectedLine}.
+ * Parses one line (without its `\n`) and checks the record's field types, without hashing. Never
+ * throws: any problem is a {@link RejectedLine}.
  */
-export function checkRecordLine(line: Buffer): CheckedRecord | RejectedLine {
+export function parseRecordLine(line: Buffer): ParsedRecord | RejectedLine {
   if (!isUtf8(line)) return { reason: 'line is not valid UTF-8' };
   let rec: unknown;
   try {
@@ -87,7 +92,28 @@ export function checkRecordLine(line: Buffer): CheckedRecord | RejectedLine {
   if (!isPlainObject(rec)) return { reason: 'line is not a JSON object' };
   const shape = shapeError(rec);
   if (shape) return { reason: shape };
-  const hash = rec.hash as string;
+  return {
+    seq: rec.seq as number,
+    prevHash: rec.prev_hash as string,
+    hash: rec.hash as string,
+    mac: rec.mac as string | undefined,
+    time: rec.time as string,
+    serviceId: rec.service_id as string,
+    auditId: rec.audit_id as string,
+    event: rec.event as Record<string, unknown>,
+    record: rec,
+  };
+}
+
+/**
+ * Parses and checks one line (without its `\n`): field types and hash. Never throws: any problem is a
+ * {@link RejectedLine}.
+ */
+export function checkRecordLine(line: Buffer): CheckedRecord | RejectedLine {
+  const p = parseRecordLine(line);
+  if ('reason' in p) return p;
+  const rec = p.record;
+  const hash = p.hash;
   let hashOk = false;
   let computed: string | undefined;
   try {
@@ -120,19 +146,7 @@ export function checkRecordLine(line: Buffer): CheckedRecord | RejectedLine {
     // Un-canonicalizable content (too deep, non-finite...) cannot match any hash the writer made.
     hashOk = false;
   }
-  return {
-    seq: rec.seq as number,
-    prevHash: rec.prev_hash as string,
-    hash,
-    mac: rec.mac as string | undefined,
-    time: rec.time as string,
-    serviceId: rec.service_id as string,
-    auditId: rec.audit_id as string,
-    event: rec.event as Record<string, unknown>,
-    record: rec,
-    hashOk,
-    computedHash: computed,
-  };
+  return Object.assign(p as CheckedRecord, { hashOk, computedHash: computed });
 }
 
 /** FORMAT.md §Record field types; returns a message naming the field and rule, or undefined. */

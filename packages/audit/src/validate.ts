@@ -325,8 +325,23 @@ const PATTERN_TEXT: Record<string, string> = {
 };
 
 function describeSchema(s: TSchema): string {
-  if (Array.isArray(s.anyOf) && s.anyOf.every((x: TSchema) => x.const !== undefined)) {
-    return `must be one of ${s.anyOf.map((x: TSchema) => JSON.stringify(x.const)).join(', ')}`;
+  const anyOf = (s.anyOf ?? []) as TSchema[];
+  if (anyOf.every((x) => x.const !== undefined)) {
+    return `must be one of ${anyOf.map((x) => JSON.stringify(x.const)).join(', ')}`;
+  }
+  if (anyOf.every((x) => x.properties?.status?.const !== undefined)) {
+    return `must be one of ${anyOf
+      .map(
+        (x) =>
+          `{status:${JSON.stringify(x.properties.status.const)}${Object.keys(x.properties)
+            .filter((k) => k !== 'status')
+            .map((k) => `, ${k}`)
+            .join('')}}`,
+      )
+      .join(' | ')}`;
+  }
+  if (anyOf.every((x) => typeof x.type === 'string' && x.properties === undefined)) {
+    return `must be a ${anyOf.map((x) => x.type).join(' or a ')}`;
   }
   return 'matches none of the allowed shapes';
 }
@@ -337,7 +352,10 @@ function ruleOf(e: ValueError): { rule: ValidationRule; detail: string } {
     case ValueErrorType.ObjectRequiredProperty:
       return { rule: 'required', detail: 'required field is missing' };
     case ValueErrorType.ObjectAdditionalProperties:
-      return { rule: 'unknown-field', detail: 'field is not part of this event type' };
+      // In a free-form object (changes{}, query{}) an "additional" key is one that breaks the key pattern.
+      return s.patternProperties !== undefined
+        ? { rule: 'pattern', detail: PATTERN_TEXT[KEY_PATTERN] as string }
+        : { rule: 'unknown-field', detail: 'field is not part of this event type' };
     case ValueErrorType.ObjectMaxProperties:
       return { rule: 'max-properties', detail: `more than ${s.maxProperties} keys` };
     case ValueErrorType.StringMaxLength:
@@ -396,9 +414,20 @@ function jsonType(v: unknown): string {
 function specific(e: ValueError): ValueError {
   if (e.type !== ValueErrorType.Union || !Array.isArray(e.schema.anyOf)) return e;
   const v = e.value as Record<string, unknown> | null;
-  if (typeof v !== 'object' || v === null) return e;
-  for (const it of e.errors) {
-    const errs = [...it];
+  if (typeof v !== 'object' || v === null) {
+    // A primitive: report against the variant of its own JSON type (e.g. a too-long string in query{}).
+    const t = jsonType(v);
+    const i = (e.schema.anyOf as TSchema[]).findIndex(
+      (x) => x.type === t || (t === 'number' && x.type === 'integer'),
+    );
+    const it = i >= 0 ? e.errors[i] : undefined;
+    const first = it?.First();
+    return first === undefined ? e : specific(first);
+  }
+  const variants = e.schema.anyOf as TSchema[];
+  for (let i = 0; i < e.errors.length; i++) {
+    if (variants[i]?.properties === undefined) continue; // not an object variant
+    const errs = [...(e.errors[i] as Iterable<ValueError>)];
     // A variant that complains about the discriminant is not the one the value meant; skip it.
     if (errs.length === 0 || errs.some((x) => x.path === `${e.path}/status` || x.path === `${e.path}/type`))
       continue;

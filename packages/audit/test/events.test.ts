@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { TSchema } from '@sinclair/typebox';
+import { AuditValidationError } from '../src/errors.js';
 import {
   AUDIT_EVENT_TYPES,
   type AuditEvent,
-  AuditValidationError,
   CRITICAL_EVENT_TYPES,
   EVENT_CATALOG,
   EVENT_SCHEMAS,
@@ -12,8 +12,8 @@ import {
   isCriticalEvent,
   isDigest,
   type VramSealedEvent,
-  validateEvent,
-} from '@vramseal/audit';
+} from '../src/events.js';
+import { validateEvent } from '../src/validate.js';
 import { SAMPLE_EVENTS, sample } from './fixtures/sample-events.js';
 
 /** The 35 event types of issue 2, in its order; `*` = critical. */

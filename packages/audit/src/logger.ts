@@ -20,7 +20,14 @@ import { type AuditFs, nodeFs } from './fs.js';
 import { MacKey } from './mac-key.js';
 import type { Manifest } from './manifest.js';
 import type { PlatformOptions } from './platform/attach.js';
-import { type AuditReceipt, DISABLED_RECEIPT, DroppedReceipt, PendingRecord, RecordQueue } from './queue.js';
+import {
+  type AuditReceipt,
+  type AwaitTracker,
+  DISABLED_RECEIPT,
+  DroppedReceipt,
+  PendingRecord,
+  RecordQueue,
+} from './queue.js';
 import { sealRecord } from './record.js';
 import { type RotationOptions, RotationPolicy } from './rotation.js';
 import { FileTrail, TrailIoError } from './trail-writer.js';
@@ -351,6 +358,7 @@ export class AuditLogger {
       eventJson,
       critical,
       cost,
+      this.#tracker,
     );
     q.push(rec);
     this.#s.emitted++;
@@ -402,6 +410,7 @@ export class AuditLogger {
       eventJson,
       isCriticalEvent(type),
       eventJson.length + this.#overhead,
+      this.#tracker,
     );
     this.#q.push(rec);
     this.#s.emitted++;
@@ -409,10 +418,28 @@ export class AuditLogger {
     this.#kick();
   }
 
+  /**
+   * Timers are unref'd (they never keep a process alive by themselves: the `beforeExit` hook writes
+   * what is queued) except while somebody waits on a receipt or on flush().
+   */
+  readonly #tracker: AwaitTracker = {
+    waiting: 0,
+    changed: () => this.#refTimers(),
+  };
+
+  #refTimers(): void {
+    const keep = this.#tracker.waiting > 0 || this.#flushWaiters.length > 0;
+    for (const t of [this.#timer, this.#backoff]) {
+      if (t === null) continue;
+      if (keep) t.ref();
+      else t.unref();
+    }
+  }
+
   #armTimer(): void {
     if (this.#timer !== null || this.#closing) return;
     this.#timer = setTimeout(this.#onTimer, this.#batchDelay);
-    this.#timer.unref();
+    if (this.#tracker.waiting === 0 && this.#flushWaiters.length === 0) this.#timer.unref();
   }
 
   #onTimer = (): void => {
@@ -579,7 +606,7 @@ export class AuditLogger {
     }
     if (!this.#closing) {
       this.#backoff = setTimeout(this.#onRetry, this.#retryDelay);
-      this.#backoff.unref();
+      this.#refTimers();
       this.#retryDelay = Math.min(this.#retryMax, this.#retryDelay * 2);
     }
   }

@@ -27,6 +27,15 @@ export interface AuditReceipt {
 const noop = () => {};
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/**
+ * Counts receipts whose `durable` promise was requested and is still pending, so the logger can keep
+ * its (normally unref'd) flush timers referenced while somebody may be awaiting one.
+ */
+export interface AwaitTracker {
+  waiting: number;
+  changed(): void;
+}
+
 const PENDING = 0;
 const DONE = 1;
 const FAILED = 2;
@@ -49,6 +58,7 @@ export class PendingRecord implements AuditReceipt, SealedRecord {
   #resolve: (() => void) | undefined = undefined;
   #reject: ((e: unknown) => void) | undefined = undefined;
   #error: unknown = undefined;
+  readonly #tracker: AwaitTracker;
 
   constructor(
     seq: number,
@@ -57,7 +67,9 @@ export class PendingRecord implements AuditReceipt, SealedRecord {
     eventJson: string,
     critical: boolean,
     cost: number,
+    tracker: AwaitTracker,
   ) {
+    this.#tracker = tracker;
     this.seq = seq;
     this.auditId = auditId;
     this.time = time;
@@ -82,9 +94,16 @@ export class PendingRecord implements AuditReceipt, SealedRecord {
           this.#reject = rej;
         });
         this.#promise.catch(noop);
+        this.#tracker.waiting++;
+        if (this.#tracker.waiting === 1) this.#tracker.changed();
       }
     }
     return this.#promise;
+  }
+
+  #untrack(): void {
+    this.#tracker.waiting--;
+    if (this.#tracker.waiting === 0) this.#tracker.changed();
   }
 
   /** True once settled (durable or failed). */
@@ -96,7 +115,10 @@ export class PendingRecord implements AuditReceipt, SealedRecord {
   settle(): void {
     if (this.#state !== PENDING) return;
     this.#state = DONE;
-    if (this.#resolve) this.#resolve();
+    if (this.#resolve) {
+      this.#resolve();
+      this.#untrack();
+    }
   }
 
   /** Marks the record as never to be written. */
@@ -104,7 +126,10 @@ export class PendingRecord implements AuditReceipt, SealedRecord {
     if (this.#state !== PENDING) return;
     this.#state = FAILED;
     this.#error = err;
-    if (this.#reject) this.#reject(err);
+    if (this.#reject) {
+      this.#reject(err);
+      this.#untrack();
+    }
   }
 }
 

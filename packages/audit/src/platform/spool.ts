@@ -19,7 +19,7 @@ export interface SpoolRecord {
   line: string;
 }
 
-export interface ReadOptions {
+export interface SpoolReadOptions {
   /** At most this many records (default 500). */
   maxRecords?: number;
   /** Stop before the lines' total length exceeds this (default 4 MiB; at least one record is returned). */
@@ -88,7 +88,7 @@ export class SpoolReader {
   }
 
   /** Reads records `fromSeq, fromSeq+1, ...` (contiguous) per `opts`. Returns [] when none is there yet. */
-  async read(fromSeq: number, opts: ReadOptions = {}): Promise<SpoolRecord[]> {
+  async read(fromSeq: number, opts: SpoolReadOptions = {}): Promise<SpoolRecord[]> {
     try {
       return await this.#read(fromSeq, opts);
     } catch (err) {
@@ -99,7 +99,7 @@ export class SpoolReader {
     }
   }
 
-  async #read(fromSeq: number, opts: ReadOptions): Promise<SpoolRecord[]> {
+  async #read(fromSeq: number, opts: SpoolReadOptions): Promise<SpoolRecord[]> {
     const maxRecords = opts.maxRecords ?? 500;
     const maxBytes = opts.maxBytes ?? 4 << 20;
     const until = opts.untilSeq ?? Number.MAX_SAFE_INTEGER;

@@ -1,26 +1,545 @@
 /**
  * The `cuda` device backend: CUDA driver API through koffi (libcuda.so.1, loaded lazily — no
- * compile step at install, no CUDA toolkit at run time).
+ * compile step at install, no CUDA toolkit at run time), shards in cuMemAlloc'd VRAM only, the
+ * sha256-merkle-v1 digest computed on the GPU by the shipped PTX kernels (../../cuda/merkle.cu).
  *
- * `openCudaBackend()` throws {@link BackendUnavailableError} with the exact reason when libcuda
- * cannot be loaded, `cuInit` fails or no device exists.
+ * - `openCudaBackend()` throws {@link BackendUnavailableError} with the exact reason when libcuda
+ *   cannot be loaded, `cuInit` fails or no device exists.
+ * - One primary context and one non-blocking stream per device; every device of the host is usable.
+ * - Host → device through a bounded pinned staging pool, double-buffered (staging.ts).
+ * - Every wait polls an event between event-loop turns (wait.ts): Node keeps running.
+ * - Device pointers never leave this module: callers hold opaque {@link DeviceAllocation}s.
  */
-import type { DeviceBackend } from '../backend.js';
-import { BackendUnavailableError } from '../errors.js';
-import { loadDriver } from './driver.js';
+import { createHash } from 'node:crypto';
+import type {
+  DeviceAllocation,
+  DeviceBackend,
+  DeviceInfo,
+  MerkleRequest,
+  MerkleResult,
+  WriteProgress,
+} from '../backend.js';
+import {
+  AllocationFailedError,
+  BackendUnavailableError,
+  DeviceError,
+  InvalidInputError,
+  PolicyViolationError,
+} from '../errors.js';
+import { assertLeafSize, leafCount } from '../merkle.js';
+import { ATTR, CUDA_ERROR_OUT_OF_MEMORY, type Driver, type Handle, loadDriver } from './driver.js';
+import {
+  LEAF_THREADS,
+  loadMerkleModule,
+  type MerkleModule,
+  ParamBlock,
+  REDUCE_SPAN,
+  REDUCE_THREADS,
+} from './kernels.js';
+import { checkAllocationPolicy, checkDevicePolicy, type DeviceFacts } from './policy.js';
+import { DEFAULT_STAGING_BUFFERS, DEFAULT_STAGING_BYTES, StagingPool } from './staging.js';
+import { Mutex, waitEvent } from './wait.js';
+
+export { loadDriver } from './driver.js';
+export { checkDevicePolicy, MIN_COMPUTE_CAPABILITY, MIN_DEVICE_BYTES, VRAM_ONLY_POLICY } from './policy.js';
 
 export interface CudaBackendOptions {
   /** Path or soname of the driver library (default `libcuda.so.1`). */
   library?: string;
+  /** Pinned staging buffer size in bytes (default 64 MiB). */
+  stagingBytes?: number;
+  /** Number of pinned staging buffers (default 2: double buffering). */
+  stagingBuffers?: number;
+  /** PTX text to load instead of the shipped one (tests and kernel experiments). */
+  ptx?: Uint8Array | string;
 }
 
-/** The CUDA backend: a DeviceBackend of kind `cuda`. */
-export type CudaBackend = DeviceBackend & { readonly kind: 'cuda' };
+/** GPU time of the last digest (kernels only, CUDA events), for benchmarks. */
+export interface CudaDigestTiming {
+  device: number;
+  bytes: number;
+  gpuMs: number;
+}
 
-/** Opens the CUDA backend (minimal version: probes the driver; full backend lands next). */
+/** The CUDA backend: a DeviceBackend of kind `cuda`, plus a few CUDA-specific extras. */
+export type CudaBackend = DeviceBackend & {
+  readonly kind: 'cuda';
+  /** Pinned host bytes held by the staging pool (bounded). */
+  readonly pinnedBytes: number;
+  /** TEST ONLY: cuMemsetD8 of `length` bytes at `offset` to `value`, in place on the device. */
+  memsetD8(alloc: DeviceAllocation, offset: number, value: number, length: number): Promise<void>;
+  /** GPU time of the most recent `merkle()` call (leaf + tree kernels). */
+  lastDigestTiming(): CudaDigestTiming | undefined;
+  /** Copies device memory back and hashes it with plain SHA-256 on the CPU (the old method; bench only). */
+  hostSha256(alloc: DeviceAllocation, length?: number): Promise<Uint8Array>;
+};
+
+interface DeviceState {
+  facts: DeviceFacts;
+  pciBusId: string;
+  ctx: Handle;
+  stream: Handle;
+  /** Staging transfers' events (one per staging buffer). */
+  events: Handle[];
+  /** Event for operations under `lock` (digest, sync). */
+  evOp: Handle;
+  tStart: Handle;
+  tEnd: Handle;
+  lock: Mutex;
+  kernels?: MerkleModule;
+  scratch?: { ptr: bigint; bytes: number };
+  /** Small pinned area: kernel parameters + root / index / leaf-hash transfers. */
+  small: { handle: Handle; addr: bigint; view: Uint8Array };
+  params: ParamBlock;
+}
+
+interface AllocRecord {
+  alloc: DeviceAllocation;
+  ptr: bigint;
+}
+
+const SMALL_BYTES = 64 * 1024;
+const SMALL_DATA_OFFSET = ParamBlock.BYTES;
+/** Indices per leafHashes batch: 4 bytes in + 32 bytes out each must fit in the small area. */
+const INDEX_BATCH = Math.floor((SMALL_BYTES - SMALL_DATA_OFFSET) / 36);
+const SYNC_WRITE_MAX = 256 * 1024;
+const EMPTY_ROOT = createHash('sha256').digest();
+
+class CudaBackendImpl implements CudaBackend {
+  readonly kind = 'cuda' as const;
+  readonly #drv: Driver;
+  readonly #devs: DeviceState[];
+  readonly #staging: StagingPool;
+  readonly #allocs = new Map<number, AllocRecord>();
+  readonly #ptx: Uint8Array | undefined;
+  readonly #driverVersion: string;
+  #nextId = 1;
+  #closed = false;
+  #lastTiming: CudaDigestTiming | undefined;
+
+  constructor(drv: Driver, devs: DeviceState[], staging: StagingPool, ptx: Uint8Array | undefined) {
+    this.#drv = drv;
+    this.#devs = devs;
+    this.#staging = staging;
+    this.#ptx = ptx;
+    this.#driverVersion = drv.driverVersion();
+  }
+
+  get pinnedBytes(): number {
+    return this.#staging.pinnedBytes;
+  }
+
+  #dev(index: number, field = 'device'): DeviceState {
+    if (this.#closed) throw new DeviceError('cuda', 'CLOSED', 'the CUDA backend is closed');
+    const d = Number.isInteger(index) ? this.#devs[index] : undefined;
+    if (!d) throw new InvalidInputError(field, `must be a device index 0..${this.#devs.length - 1}`);
+    return d;
+  }
+
+  #rec(op: string, alloc: DeviceAllocation): AllocRecord {
+    if (this.#closed) throw new DeviceError(op, 'CLOSED', 'the CUDA backend is closed');
+    const r = this.#allocs.get(alloc?.id);
+    if (!r || r.alloc !== alloc) {
+      throw new DeviceError(op, 'UNKNOWN_ALLOCATION', `${op}: unknown or freed allocation`);
+    }
+    return r;
+  }
+
+  #range(alloc: DeviceAllocation, offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || offset < 0)
+      throw new InvalidInputError('offset', 'must be a non-negative integer');
+    if (!Number.isSafeInteger(length) || length < 0)
+      throw new InvalidInputError('length', 'must be a non-negative integer');
+    if (offset + length > alloc.bytes) {
+      throw new InvalidInputError(
+        'length',
+        `offset + length must be ≤ the allocation's ${alloc.bytes} bytes`,
+      );
+    }
+  }
+
+  #memInfo(d: DeviceState): { totalBytes: number; freeBytes: number } {
+    this.#drv.setCurrent(d.ctx);
+    return this.#drv.memGetInfo();
+  }
+
+  async devices(): Promise<DeviceInfo[]> {
+    if (this.#closed) throw new DeviceError('devices', 'CLOSED', 'the CUDA backend is closed');
+    return this.#devs.map((d) => {
+      const m = this.#memInfo(d);
+      return {
+        index: d.facts.index,
+        name: d.facts.name,
+        kind: 'cuda' as const,
+        totalBytes: m.totalBytes,
+        freeBytes: m.freeBytes,
+        pciBusId: d.pciBusId,
+        computeCapability: `${d.facts.ccMajor}.${d.facts.ccMinor}`,
+        integrated: d.facts.integrated,
+        driverVersion: this.#driverVersion,
+      };
+    });
+  }
+
+  async memoryInfo(device: number): Promise<{ totalBytes: number; freeBytes: number }> {
+    return this.#memInfo(this.#dev(device));
+  }
+
+  async checkPolicy(device: number): Promise<void> {
+    checkDevicePolicy(this.#dev(device).facts);
+  }
+
+  async allocate(device: number, bytes: number): Promise<DeviceAllocation> {
+    const d = this.#dev(device);
+    if (!Number.isSafeInteger(bytes) || bytes <= 0)
+      throw new InvalidInputError('bytes', 'must be a positive integer');
+    checkDevicePolicy(d.facts);
+    this.#drv.setCurrent(d.ctx);
+    const { res, ptr } = this.#drv.memAlloc(bytes);
+    if (res !== 0) {
+      const name = this.#drv.errorName(res);
+      if (res === CUDA_ERROR_OUT_OF_MEMORY) throw new AllocationFailedError(device, bytes, name);
+      throw new AllocationFailedError(device, bytes, name, new DeviceError('cuMemAlloc', name));
+    }
+    try {
+      checkAllocationPolicy(this.#drv, d.facts.index, ptr);
+    } catch (e) {
+      this.#drv.memFree(ptr);
+      throw e;
+    }
+    const alloc: DeviceAllocation = Object.freeze({ id: this.#nextId++, device, bytes });
+    this.#allocs.set(alloc.id, { alloc, ptr });
+    return alloc;
+  }
+
+  async free(alloc: DeviceAllocation): Promise<void> {
+    const r = this.#rec('free', alloc);
+    const d = this.#dev(alloc.device);
+    this.#allocs.delete(alloc.id);
+    await d.lock.run(async () => {
+      await this.#sync(d);
+      this.#drv.setCurrent(d.ctx);
+      this.#drv.memFree(r.ptr);
+    });
+  }
+
+  /** Waits (non-blocking) until all work queued on the device's stream has finished. */
+  async #sync(d: DeviceState): Promise<void> {
+    this.#drv.setCurrent(d.ctx);
+    const ev = d.evOp;
+    this.#drv.eventRecord(ev, d.stream);
+    await waitEvent(this.#drv, ev);
+  }
+
+  #target(d: DeviceState) {
+    return { ctx: d.ctx, stream: d.stream, events: d.events };
+  }
+
+  async write(alloc: DeviceAllocation, offset: number, data: Uint8Array): Promise<void> {
+    const r = this.#rec('write', alloc);
+    if (!(data instanceof Uint8Array)) throw new InvalidInputError('data', 'must be a Uint8Array');
+    this.#range(alloc, offset, data.length);
+    if (data.length === 0) return;
+    const d = this.#dev(alloc.device);
+    if (data.length <= SYNC_WRITE_MAX) {
+      await d.lock.run(async () => {
+        await this.#sync(d);
+        this.#drv.setCurrent(d.ctx);
+        this.#drv.memcpyHtoD(r.ptr + BigInt(offset), data, data.length);
+      });
+      return;
+    }
+    await this.#staging.upload(this.#target(d), r.ptr + BigInt(offset), data.length, [data]);
+  }
+
+  async writeFrom(
+    alloc: DeviceAllocation,
+    source: AsyncIterable<Uint8Array>,
+    onProgress?: WriteProgress,
+  ): Promise<number> {
+    const r = this.#rec('writeFrom', alloc);
+    const d = this.#dev(alloc.device);
+    return this.#staging.upload(
+      this.#target(d),
+      r.ptr,
+      alloc.bytes,
+      source,
+      onProgress ? (done) => onProgress(done, alloc.bytes) : undefined,
+    );
+  }
+
+  async read(alloc: DeviceAllocation, offset: number, length: number): Promise<Uint8Array> {
+    const r = this.#rec('read', alloc);
+    this.#range(alloc, offset, length);
+    if (length === 0) return new Uint8Array(0);
+    const d = this.#dev(alloc.device);
+    return this.#staging.download(this.#target(d), r.ptr + BigInt(offset), length);
+  }
+
+  #kernels(d: DeviceState): MerkleModule {
+    if (!d.kernels) {
+      this.#drv.setCurrent(d.ctx);
+      try {
+        d.kernels = loadMerkleModule(this.#drv, this.#ptx);
+      } catch (e) {
+        const name = e instanceof DeviceError ? e.resultName : (e as Error).message;
+        throw new DeviceError(
+          'cuModuleLoadData',
+          name,
+          `loading the Merkle PTX on device ${d.facts.index} (compute capability ${d.facts.ccMajor}.${d.facts.ccMinor}) failed: ${name}; the shipped PTX targets compute capability ≥ 7.5`,
+        );
+      }
+    }
+    return d.kernels;
+  }
+
+  /** Grow-only per-device scratch for leaf hashes and tree levels (freed at close). */
+  #scratch(d: DeviceState, bytes: number): bigint {
+    if (d.scratch && d.scratch.bytes >= bytes) return d.scratch.ptr;
+    this.#drv.setCurrent(d.ctx);
+    if (d.scratch) {
+      this.#drv.memFree(d.scratch.ptr);
+      d.scratch = undefined;
+    }
+    const want = Math.max(bytes, 1024 * 1024);
+    const { res, ptr } = this.#drv.memAlloc(want);
+    if (res !== 0) {
+      throw new AllocationFailedError(d.facts.index, want, `digest scratch: ${this.#drv.errorName(res)}`);
+    }
+    d.scratch = { ptr, bytes: want };
+    return ptr;
+  }
+
+  #launchLeaves(
+    d: DeviceState,
+    k: MerkleModule,
+    data: bigint,
+    length: number,
+    shift: number,
+    indices: bigint,
+    count: number,
+    out: bigint,
+  ): void {
+    const p = d.params.reset().u64(data).u64(length).u32(shift).u64(indices).u32(count).u64(out).mul();
+    this.#drv.launchKernel(k.leaves, Math.ceil(count / LEAF_THREADS), LEAF_THREADS, 0, d.stream, p.table());
+  }
+
+  async merkle(alloc: DeviceAllocation, req: MerkleRequest): Promise<MerkleResult> {
+    const r = this.#rec('merkle', alloc);
+    const leafSize = req.leafSize;
+    assertLeafSize(leafSize);
+    const length = req.length ?? alloc.bytes;
+    this.#range(alloc, 0, length);
+    const n = leafCount(length, leafSize);
+    if (n === 0)
+      return req.wantLeaves
+        ? { root: EMPTY_ROOT.slice(), leaves: new Uint8Array(0) }
+        : { root: EMPTY_ROOT.slice() };
+    if (n > 0xffffffff) throw new InvalidInputError('leafSize', 'too many leaves for one digest (> 2^32)');
+    const d = this.#dev(alloc.device);
+    const shift = Math.log2(leafSize);
+    return d.lock.run(async () => {
+      const drv = this.#drv;
+      const k = this.#kernels(d);
+      const levelBytes = Math.ceil(n / REDUCE_SPAN) * 32;
+      const scratch = this.#scratch(d, n * 32 + 2 * levelBytes);
+      const leaves = scratch;
+      drv.setCurrent(d.ctx);
+      drv.eventRecord(d.tStart, d.stream);
+      this.#launchLeaves(d, k, r.ptr, length, shift, 0n, n, leaves);
+      let inPtr = leaves;
+      let outPtr = scratch + BigInt(n * 32);
+      let other = outPtr + BigInt(levelBytes);
+      let m = n;
+      while (m > 1) {
+        const blocks = Math.ceil(m / REDUCE_SPAN);
+        const p = d.params.reset().u64(inPtr).u32(m).u64(outPtr).mul();
+        drv.launchKernel(k.reduce, blocks, REDUCE_THREADS, 0, d.stream, p.table());
+        m = blocks;
+        inPtr = outPtr;
+        [outPtr, other] = [other, outPtr];
+      }
+      drv.eventRecord(d.tEnd, d.stream);
+      drv.memcpyDtoHAsync(d.small.addr + BigInt(SMALL_DATA_OFFSET), inPtr, 32, d.stream);
+      drv.eventRecord(d.evOp, d.stream);
+      await waitEvent(drv, d.evOp);
+      const root = d.small.view.slice(SMALL_DATA_OFFSET, SMALL_DATA_OFFSET + 32);
+      this.#lastTiming = {
+        device: d.facts.index,
+        bytes: length,
+        gpuMs: drv.eventElapsedMs(d.tStart, d.tEnd),
+      };
+      if (!req.wantLeaves) return { root };
+      const all = await this.#staging.download(this.#target(d), leaves, n * 32);
+      return { root, leaves: all };
+    });
+  }
+
+  async leafHashes(
+    alloc: DeviceAllocation,
+    leafSize: number,
+    indices: readonly number[],
+    length?: number,
+  ): Promise<Uint8Array> {
+    const r = this.#rec('leafHashes', alloc);
+    assertLeafSize(leafSize);
+    const len = length ?? alloc.bytes;
+    this.#range(alloc, 0, len);
+    const n = leafCount(len, leafSize);
+    indices.forEach((i, j) => {
+      if (!Number.isInteger(i) || i < 0 || i >= n)
+        throw new InvalidInputError(`indices[${j}]`, `must be a leaf index 0..${n - 1}`);
+    });
+    const out = new Uint8Array(indices.length * 32);
+    if (indices.length === 0) return out;
+    const d = this.#dev(alloc.device);
+    const shift = Math.log2(leafSize);
+    return d.lock.run(async () => {
+      const drv = this.#drv;
+      const k = this.#kernels(d);
+      const scratch = this.#scratch(d, INDEX_BATCH * 36);
+      const idxHost = d.small.addr + BigInt(SMALL_DATA_OFFSET);
+      const idxView = new DataView(d.small.view.buffer, d.small.view.byteOffset + SMALL_DATA_OFFSET);
+      const outOff = SMALL_DATA_OFFSET + INDEX_BATCH * 4;
+      for (let b = 0; b < indices.length; b += INDEX_BATCH) {
+        const batch = indices.slice(b, b + INDEX_BATCH);
+        for (const [j, i] of batch.entries()) idxView.setUint32(4 * j, i, true);
+        drv.setCurrent(d.ctx);
+        drv.memcpyHtoDAsync(scratch, idxHost, batch.length * 4, d.stream);
+        const devOut = scratch + BigInt(INDEX_BATCH * 4);
+        this.#launchLeaves(d, k, r.ptr, len, shift, scratch, batch.length, devOut);
+        drv.memcpyDtoHAsync(d.small.addr + BigInt(outOff), devOut, batch.length * 32, d.stream);
+        drv.eventRecord(d.evOp, d.stream);
+        await waitEvent(drv, d.evOp);
+        out.set(d.small.view.subarray(outOff, outOff + batch.length * 32), b * 32);
+      }
+      return out;
+    });
+  }
+
+  async memsetD8(alloc: DeviceAllocation, offset: number, value: number, length: number): Promise<void> {
+    const r = this.#rec('memsetD8', alloc);
+    this.#range(alloc, offset, length);
+    if (!Number.isInteger(value) || value < 0 || value > 255)
+      throw new InvalidInputError('value', 'must be a byte 0..255');
+    const d = this.#dev(alloc.device);
+    await d.lock.run(async () => {
+      this.#drv.setCurrent(d.ctx);
+      this.#drv.memsetD8Async(r.ptr + BigInt(offset), value, length, d.stream);
+      await this.#sync(d);
+    });
+  }
+
+  async corrupt(alloc: DeviceAllocation, offset: number, length = 1, mask = 0xff): Promise<void> {
+    this.#rec('corrupt', alloc);
+    this.#range(alloc, offset, length);
+    if (!Number.isInteger(mask) || mask < 1 || mask > 255)
+      throw new InvalidInputError('mask', 'must be 1..255');
+    const bytes = await this.read(alloc, offset, length);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (bytes[i] as number) ^ mask;
+    await this.write(alloc, offset, bytes);
+  }
+
+  lastDigestTiming(): CudaDigestTiming | undefined {
+    return this.#lastTiming;
+  }
+
+  async hostSha256(alloc: DeviceAllocation, length = alloc.bytes): Promise<Uint8Array> {
+    const r = this.#rec('hostSha256', alloc);
+    this.#range(alloc, 0, length);
+    const d = this.#dev(alloc.device);
+    const h = createHash('sha256');
+    const step = this.#staging.bufferBytes;
+    for (let off = 0; off < length; off += step) {
+      h.update(
+        await this.#staging.download(this.#target(d), r.ptr + BigInt(off), Math.min(step, length - off)),
+      );
+    }
+    return h.digest();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    const drv = this.#drv;
+    for (const d of this.#devs) {
+      await d.lock.run(async () => {
+        await this.#sync(d);
+      });
+    }
+    this.#closed = true;
+    await this.#staging.close();
+    for (const d of this.#devs) {
+      drv.setCurrent(d.ctx);
+      for (const [id, rec] of this.#allocs) {
+        if (rec.alloc.device === d.facts.index) {
+          drv.memFree(rec.ptr);
+          this.#allocs.delete(id);
+        }
+      }
+      if (d.scratch) drv.memFree(d.scratch.ptr);
+      if (d.kernels) drv.moduleUnload(d.kernels.module);
+      for (const ev of [...d.events, d.evOp, d.tStart, d.tEnd]) drv.eventDestroy(ev);
+      drv.streamDestroy(d.stream);
+      drv.hostFree(d.small.handle);
+      drv.primaryCtxRelease(drv.device(d.facts.index));
+    }
+  }
+}
+
+/**
+ * Opens the CUDA backend over every device of the host. Throws BackendUnavailableError with the
+ * exact reason when libcuda cannot load, cuInit fails or there is no device. Device policy
+ * (VRAM-only) is checked by `checkPolicy(device)` and again on every allocation.
+ */
 export async function openCudaBackend(opts: CudaBackendOptions = {}): Promise<CudaBackend> {
   const drv = loadDriver(opts.library);
-  const count = drv.deviceCount();
+  let count: number;
+  try {
+    count = drv.deviceCount();
+  } catch (e) {
+    throw new BackendUnavailableError('cuda', (e as Error).message);
+  }
   if (count === 0) throw new BackendUnavailableError('cuda', 'no CUDA device (cuDeviceGetCount = 0)');
-  throw new BackendUnavailableError('cuda', 'the CUDA backend is not complete yet');
+  const devs: DeviceState[] = [];
+  for (let i = 0; i < count; i++) {
+    const cu = drv.device(i);
+    const facts: DeviceFacts = {
+      index: i,
+      name: drv.deviceName(cu),
+      integrated: drv.attribute(cu, ATTR.INTEGRATED) !== 0,
+      ccMajor: drv.attribute(cu, ATTR.COMPUTE_CAPABILITY_MAJOR),
+      ccMinor: drv.attribute(cu, ATTR.COMPUTE_CAPABILITY_MINOR),
+      totalBytes: drv.totalMem(cu),
+    };
+    const ctx = drv.primaryCtxRetain(cu);
+    drv.setCurrent(ctx);
+    const small = drv.hostAlloc(SMALL_BYTES);
+    devs.push({
+      facts,
+      pciBusId: drv.pciBusId(cu),
+      ctx,
+      stream: drv.streamCreate(),
+      events: Array.from({ length: Math.max(2, opts.stagingBuffers ?? DEFAULT_STAGING_BUFFERS) }, () =>
+        drv.eventCreate(),
+      ),
+      evOp: drv.eventCreate(),
+      tStart: drv.eventCreate(true),
+      tEnd: drv.eventCreate(true),
+      lock: new Mutex(),
+      small,
+      params: new ParamBlock(small),
+    });
+  }
+  const staging = new StagingPool(
+    drv,
+    opts.stagingBytes ?? DEFAULT_STAGING_BYTES,
+    opts.stagingBuffers ?? DEFAULT_STAGING_BUFFERS,
+  );
+  const ptx =
+    opts.ptx === undefined
+      ? undefined
+      : Buffer.concat([Buffer.from(opts.ptx as Uint8Array | string), Buffer.from([0])]);
+  return new CudaBackendImpl(drv, devs, staging, ptx);
 }
+
+export { PolicyViolationError };

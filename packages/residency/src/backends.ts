@@ -38,11 +38,11 @@ async function openCuda(opts: unknown): Promise<DeviceBackend> {
     mod = (await import(CUDA_MODULE)) as CudaModule;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
+    const msg = (e as Error).message ?? String(e);
+    const self = code === 'ERR_MODULE_NOT_FOUND' && /cuda[\\/]index/.test(msg);
     throw new BackendUnavailableError(
       'cuda',
-      code === 'ERR_MODULE_NOT_FOUND'
-        ? 'the CUDA backend module is not present in this build'
-        : (e as Error).message,
+      self ? 'the CUDA backend module is not present in this build' : `cannot load the CUDA backend: ${msg}`,
     );
   }
   if (typeof mod.openCudaBackend !== 'function') {

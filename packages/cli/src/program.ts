@@ -3,6 +3,7 @@
  * `register(program)`; add yours below. Exit codes: 0 ok, 1 failed check, 2 usage or I/O error.
  */
 import { Command } from 'commander';
+import { register as registerAudit } from './commands/audit.js';
 
 export const EXIT_OK = 0;
 export const EXIT_CHECK_FAILED = 1;
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
+  registerAudit(program);
   return program;
 }
 

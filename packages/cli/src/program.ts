@@ -4,6 +4,12 @@
  */
 import { Command } from 'commander';
 import { register as registerAudit } from './commands/audit.js';
+import { register as registerBench } from './commands/bench.js';
+import { register as registerCollector } from './commands/collector.js';
+import { register as registerDemo } from './commands/demo.js';
+import { register as registerDevices } from './commands/devices.js';
+import { register as registerSeal } from './commands/seal.js';
+import { register as registerServe } from './commands/serve.js';
 
 export const EXIT_OK = 0;
 export const EXIT_CHECK_FAILED = 1;
@@ -15,7 +21,13 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
+  registerDemo(program);
+  registerDevices(program);
+  registerSeal(program);
+  registerServe(program);
+  registerBench(program);
   registerAudit(program);
+  registerCollector(program);
   return program;
 }
 

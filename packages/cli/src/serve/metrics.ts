@@ -12,7 +12,9 @@
  * | vramseal_state                                  | gauge     | (1 ready, 0 stopped) |
  * | vramseal_audit_queue_depth                      | gauge     |                   |
  * | vramseal_audit_dropped_records_total            | counter   |                   |
- * | vramseal_audit_fsync_duration_seconds           | histogram |                   |
+ * | vramseal_audit_fsyncs_total                      | counter   |                   |
+ * | vramseal_audit_fsync_avg_seconds                | gauge     | (mean since start) |
+ * | vramseal_audit_fsync_max_seconds                | gauge     |                   |
  * | vramseal_http_requests_total                    | counter   | route, status     |
  * | vramseal_auth_failures_total                    | counter   | reason            |
  * | vramseal_rate_limited_total                     | counter   |                   |
@@ -34,6 +36,10 @@ export interface AuditGauges {
   queueDepth: number;
   /** Cumulative records dropped by the audit queue. */
   dropped: number;
+  /** Cumulative fdatasync calls, their mean and maximum latency (ms). */
+  fsyncs: number;
+  fsyncAvgMs: number;
+  fsyncMaxMs: number;
 }
 
 export interface MetricsSources {
@@ -50,11 +56,11 @@ export class DaemonMetrics {
   readonly seals: Counter<'result'>;
   readonly verifications: Counter<'mode' | 'result'>;
   readonly verificationSeconds: Histogram<'mode'>;
-  readonly fsyncSeconds: Histogram;
   readonly httpRequests: Counter<'route' | 'status'>;
   readonly authFailures: Counter<'reason'>;
   readonly rateLimited: Counter;
   #droppedSeen = 0;
+  #fsyncsSeen = 0;
 
   constructor(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -136,11 +142,32 @@ export class DaemonMetrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.fsyncSeconds = new Histogram({
-      name: 'vramseal_audit_fsync_duration_seconds',
-      help: 'Audit trail fdatasync latency',
-      buckets: LATENCY_BUCKETS,
+    // The audit logger keeps fsync count, mean and max (not every sample), so these mirror it.
+    new Counter({
+      name: 'vramseal_audit_fsyncs_total',
+      help: 'fdatasync calls made by the audit trail writer',
       registers,
+      collect() {
+        const now = sources.audit().fsyncs;
+        if (now > self.#fsyncsSeen) this.inc(now - self.#fsyncsSeen);
+        self.#fsyncsSeen = Math.max(self.#fsyncsSeen, now);
+      },
+    });
+    new Gauge({
+      name: 'vramseal_audit_fsync_avg_seconds',
+      help: 'Mean audit trail fdatasync latency since start',
+      registers,
+      collect() {
+        this.set(sources.audit().fsyncAvgMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'vramseal_audit_fsync_max_seconds',
+      help: 'Slowest audit trail fdatasync since start',
+      registers,
+      collect() {
+        this.set(sources.audit().fsyncMaxMs / 1000);
+      },
     });
     this.httpRequests = new Counter({
       name: 'vramseal_http_requests_total',

@@ -8,6 +8,7 @@ export interface AuditPort {
   flush(): Promise<void>;
   close(): Promise<void>;
   health(): { state: string; queueDepth?: number; lastError?: string };
+  stats?(): { dropped?: number; fsyncs?: number; fsyncAvgMs?: number; fsyncMaxMs?: number };
 }
 
 /** Public fields of a sealed shard (what `SealedShard.toJSON()` shows). */

@@ -55,6 +55,8 @@ export interface Daemon {
   status(): { status: 'ready' | 'stopped' | 'shutting_down'; reason?: string | undefined };
   /** Marks the daemon as shutting down (health reports it; new work is refused). */
   beginShutdown(): void;
+  /** Graceful close: stop accepting, let in-flight requests finish, close every connection. */
+  close(): Promise<void>;
 }
 
 interface HttpError {
@@ -149,9 +151,15 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
           usedBytes: d.used_bytes,
         })),
       audit: () => {
-        const h = audit.health() as { queueDepth?: number; dropped?: number };
-        const s = (audit as { stats?: () => { dropped?: number } }).stats?.();
-        return { queueDepth: h.queueDepth ?? 0, dropped: s?.dropped ?? h.dropped ?? 0 };
+        const h = audit.health();
+        const s = audit.stats?.();
+        return {
+          queueDepth: h.queueDepth ?? 0,
+          dropped: s?.dropped ?? 0,
+          fsyncs: s?.fsyncs ?? 0,
+          fsyncAvgMs: s?.fsyncAvgMs ?? 0,
+          fsyncMaxMs: s?.fsyncMaxMs ?? 0,
+        };
       },
       shards: () => residency.list().length,
       ready: () => status().status === 'ready',
@@ -164,7 +172,6 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
     bodyLimit: 64 * 1024,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    disableRequestLogging: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   });
 
@@ -200,6 +207,12 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
   });
   // 2. Authentication + role check for routes that declare config.role.
   app.addHook('onRequest', makeAuthHook({ tokens, record, metrics, serviceId }));
+  // While shutting down, responses close their connection so keep-alive clients cannot hold the
+  // server open after their in-flight request finished.
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (shuttingDown) reply.header('connection', 'close');
+    return payload;
+  });
   app.addHook('onResponse', async (req, reply) => {
     metrics.httpRequests.inc({
       route: req.routeOptions.url ?? 'unmatched',
@@ -399,6 +412,17 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
     status,
     beginShutdown: () => {
       shuttingDown = true;
+    },
+    close: async () => {
+      shuttingDown = true;
+      // app.close() stops accepting and waits for in-flight requests; connections that turn idle
+      // after it was called are closed here as they do.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(sweep);
+      }
     },
   };
 }

@@ -1,0 +1,146 @@
+/**
+ * `vramseal serve` wiring: opens the audit trail, the VRAM manager and the token store, builds the
+ * HTTP server, listens, installs graceful shutdown. Resolves with the exit code once the daemon
+ * has stopped (never, while it runs normally — the signal handler exits the process).
+ */
+import type { Logger } from 'pino';
+import { errorText } from '../output.js';
+import { createLogger } from './log.js';
+import { resolveModelsDir } from './paths.js';
+import { ManagerResidency } from './residency.js';
+import { buildServer } from './server.js';
+import { installShutdown } from './shutdown.js';
+import { TokenStore } from './tokens.js';
+import { defaultWorkerId, openManager, openTrail, resolveWorkerToken } from './worker.js';
+
+export interface DaemonConfig {
+  modelsDir: string;
+  tokenFile: string;
+  auditDir: string;
+  auditKeyFile?: string | undefined;
+  workerTokenFile?: string | undefined;
+  workerId?: string | undefined;
+  device: number;
+  host: string;
+  port: number;
+  verifyIntervalMs: number;
+  executeCheck: 'sample' | 'full';
+  sampleChunks: number;
+  backend?: 'auto' | 'cuda' | 'simulated' | undefined;
+  reserveBytes?: number | undefined;
+  maxModelBytes?: number | undefined;
+  rateLimit: { max: number; windowMs: number };
+  logLevel: string;
+}
+
+export async function runDaemon(
+  cfg: DaemonConfig,
+  logger: Logger = createLogger(cfg.logLevel),
+): Promise<number> {
+  let modelsDir: string;
+  let tokens: TokenStore;
+  try {
+    modelsDir = await resolveModelsDir(cfg.modelsDir);
+    tokens = await TokenStore.fromFile(cfg.tokenFile);
+  } catch (err) {
+    logger.fatal({ err: { message: errorText(err) } }, 'cannot start');
+    process.stderr.write(`vramseal serve: ${errorText(err)}\n`);
+    return 2;
+  }
+  const workerId = cfg.workerId ?? defaultWorkerId();
+  const workerToken = await resolveWorkerToken({ file: cfg.workerTokenFile, allowEphemeral: true });
+  if (workerToken.source === 'ephemeral')
+    logger.warn('no --worker-token-file or VRAMSEAL_WORKER_TOKEN: using a random per-process seal key');
+
+  let trail: Awaited<ReturnType<typeof openTrail>>;
+  try {
+    trail = await openTrail({
+      dir: cfg.auditDir,
+      serviceId: workerId,
+      keyFile: cfg.auditKeyFile,
+      flush: 'hybrid',
+      failClosed: true,
+      logger,
+    });
+  } catch (err) {
+    logger.fatal({ err: { message: errorText(err) } }, 'cannot open the audit trail');
+    process.stderr.write(`vramseal serve: ${errorText(err)}\n`);
+    return 2;
+  }
+
+  let residency: ManagerResidency;
+  try {
+    const manager = await openManager({
+      workerToken: workerToken.token,
+      tokenFile: workerToken.tokenFile,
+      workerId,
+      audit: trail.logger,
+      backend: cfg.backend,
+      reserveBytes: cfg.reserveBytes,
+      maxModelBytes: cfg.maxModelBytes,
+      failClosed: true,
+      onFallback: (reason) => logger.warn({ reason }, 'no usable GPU: using the simulated backend'),
+    });
+    residency = new ManagerResidency(manager, { logger });
+  } catch (err) {
+    logger.fatal({ err: { message: errorText(err) } }, 'cannot open the VRAM manager');
+    process.stderr.write(`vramseal serve: ${errorText(err)}\n`);
+    await trail.logger.close().catch(() => {});
+    return 2;
+  }
+
+  const daemon = await buildServer({
+    residency,
+    audit: trail.logger,
+    tokens,
+    modelsDir,
+    serviceId: workerId,
+    executeCheck: cfg.executeCheck,
+    sampleChunks: cfg.sampleChunks,
+    defaultDevice: cfg.device,
+    rateLimit: cfg.rateLimit,
+    logger,
+  });
+  if (cfg.verifyIntervalMs > 0)
+    residency.startPeriodic(cfg.verifyIntervalMs, (ok, ms) => {
+      daemon.metrics.verifications.inc({ mode: 'full', result: ok ? 'ok' : 'failed' });
+      daemon.metrics.verificationSeconds.observe({ mode: 'full' }, ms / 1000);
+    });
+
+  installShutdown({
+    logger,
+    steps: [
+      {
+        name: 'stop accepting, finish in-flight requests',
+        run: () => daemon.close(),
+      },
+      { name: 'release every shard', run: () => residency.close() },
+      { name: 'flush and close the audit trail', run: () => trail.logger.close() },
+    ],
+  });
+
+  try {
+    const address = await daemon.app.listen({ host: cfg.host, port: cfg.port });
+    logger.info(
+      {
+        address,
+        backend: residency.backend,
+        worker_id: workerId,
+        audit_dir: trail.logger.dir,
+        models_dir: modelsDir,
+        execute_check: cfg.executeCheck,
+        verify_interval_ms: cfg.verifyIntervalMs,
+        tokens: tokens.describe(),
+      },
+      'vramseal daemon ready',
+    );
+  } catch (err) {
+    logger.fatal({ err: { message: errorText(err) } }, 'cannot listen');
+    process.stderr.write(`vramseal serve: cannot listen on ${cfg.host}:${cfg.port}: ${errorText(err)}\n`);
+    await residency.close().catch(() => {});
+    await trail.logger.close().catch(() => {});
+    return 2;
+  }
+  // Keep running; the shutdown handler exits the process.
+  return new Promise<number>(() => {});
+}

@@ -162,6 +162,8 @@ export interface ManagerStats {
 }
 
 interface Entry {
+  /** The shard id at seal time (the handle's own field is user-mutable; this is not). */
+  readonly id: string;
   readonly shard: SealedShard;
   readonly alloc: DeviceAllocation;
   readonly leafSize: number;
@@ -175,6 +177,16 @@ interface Entry {
 
 function errMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** Reads a property of untrusted input; a throwing getter or a non-object reads as undefined. */
+function prop(o: unknown, key: string): unknown {
+  if (typeof o !== 'object' || o === null) return undefined;
+  try {
+    return (o as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
 }
 
 function eventDigest(d: unknown): string {
@@ -744,7 +756,16 @@ export class VramManager {
         );
       }
       this.#assertOpen();
-      this.#entries.set(shardId, { shard, alloc, leafSize, length: size, leaves, seal, busy: 0 });
+      this.#entries.set(shardId, {
+        id: shardId,
+        shard,
+        alloc,
+        leafSize,
+        length: size,
+        leaves,
+        seal,
+        busy: 0,
+      });
       this.#pendingIds.delete(shardId);
       this.#stats.seals++;
       return shard;
@@ -761,11 +782,13 @@ export class VramManager {
   // verify
 
   /** Checks the handle against this manager: seal (timing-safe), issuer, registry. Synchronous. */
-  #authenticate(shard: unknown): { entry: Entry } | { failure: string; expected: string } {
+  #authenticate(
+    shard: unknown,
+  ): { entry: Entry; fields: SealFields } | { failure: string; expected: string } {
     if (typeof shard !== 'object' || shard === null)
       return { failure: 'not a shard handle', expected: NO_DIGEST };
     const claimed = shard as SealedShard;
-    const expected = eventDigest(claimed.digest);
+    const expected = eventDigest(prop(claimed, 'digest'));
     const secret = shardSecret(shard);
     if (!secret) return { failure: 'not a handle issued by a VramManager (forged or copied)', expected };
     let fields: SealFields;
@@ -781,7 +804,8 @@ export class VramManager {
     if (secret.owner !== this || !entry || entry.shard !== shard) {
       return { failure: 'shard is not sealed by this manager (unknown or released)', expected };
     }
-    return { entry };
+    // From here on only this authenticated snapshot is used, never the (mutable) handle again.
+    return { entry, fields };
   }
 
   async #fail(
@@ -791,7 +815,7 @@ export class VramManager {
     actual: string,
     extra: { corrupt_ranges?: { offset: number; length: number }[]; chunks_failed?: number } = {},
   ): Promise<never> {
-    const shardId = eventShardId((shard as { shard_id?: unknown } | null)?.shard_id);
+    const shardId = eventShardId(prop(shard, 'shard_id'));
     this.#stats.verificationFailures++;
     const ranges = extra.corrupt_ranges;
     await this.#emit({
@@ -849,15 +873,15 @@ export class VramManager {
     const t0 = performance.now();
     const auth = this.#authenticate(shard);
     if ('failure' in auth) return this.#fail(shard, auth.failure, auth.expected, NO_DIGEST);
-    const { entry } = auth;
+    const { entry, fields } = auth;
     const { leafSize, length, alloc } = entry;
     let root: Uint8Array;
     try {
       root = (await this.#using(entry, () => this.#backend.merkle(alloc, { leafSize, length }))).root;
     } catch (e) {
-      return this.#fail(shard, `device digest failed: ${errMessage(e)}`, shard.digest, NO_DIGEST);
+      return this.#fail(fields, `device digest failed: ${errMessage(e)}`, fields.digest, NO_DIGEST);
     }
-    const sealedRoot = parseDigest(shard.digest).root;
+    const sealedRoot = parseDigest(fields.digest).root;
     const actual = formatDigest(leafSize, root);
     if (!timingSafeEqual(Buffer.from(sealedRoot), Buffer.from(root))) {
       let bad: number[] = [];
@@ -871,9 +895,9 @@ export class VramManager {
       }
       const ranges = leafRanges(bad, leafSize, length);
       return this.#fail(
-        shard,
+        fields,
         `digest mismatch: ${bad.length} of ${leafCount(length, leafSize)} chunks differ`,
-        shard.digest,
+        fields.digest,
         actual,
         { corrupt_ranges: ranges, chunks_failed: bad.length },
       );
@@ -881,7 +905,7 @@ export class VramManager {
     const duration_ms = Math.round((performance.now() - t0) * 1000) / 1000;
     this.#stats.verifications++;
     const result: VerifyResult = {
-      shard_id: shard.shard_id,
+      shard_id: fields.shard_id,
       mode: 'full',
       chunks_checked: leafCount(length, leafSize),
       duration_ms,
@@ -921,7 +945,7 @@ export class VramManager {
     const t0 = performance.now();
     const auth = this.#authenticate(shard);
     if ('failure' in auth) return this.#fail(shard, auth.failure, auth.expected, NO_DIGEST);
-    const { entry } = auth;
+    const { entry, fields } = auth;
     const { leafSize, length, alloc } = entry;
     const n = leafCount(length, leafSize);
     const picked = new Set<number>();
@@ -932,7 +956,7 @@ export class VramManager {
     try {
       hashes = await this.#using(entry, () => this.#backend.leafHashes(alloc, leafSize, indices, length));
     } catch (e) {
-      return this.#fail(shard, `device leaf hashing failed: ${errMessage(e)}`, shard.digest, NO_DIGEST);
+      return this.#fail(fields, `device leaf hashing failed: ${errMessage(e)}`, fields.digest, NO_DIGEST);
     }
     const bad = indices.filter((leaf, j) => {
       const want = entry.leaves.subarray(leaf * 32, leaf * 32 + 32);
@@ -941,20 +965,20 @@ export class VramManager {
     });
     if (bad.length > 0) {
       return this.#fail(
-        shard,
+        fields,
         `sampled chunks differ: ${bad.length} of ${indices.length} checked`,
-        shard.digest,
+        fields.digest,
         NO_DIGEST,
         { corrupt_ranges: leafRanges(bad, leafSize, length), chunks_failed: bad.length },
       );
     }
     this.#stats.sampleVerifications++;
     const result: VerifyResult = {
-      shard_id: shard.shard_id,
+      shard_id: fields.shard_id,
       mode: 'sample',
       chunks_checked: indices.length,
       duration_ms: Math.round((performance.now() - t0) * 1000) / 1000,
-      digest: shard.digest,
+      digest: fields.digest,
     };
     void this.#emitVerified(result); // routine event: durability not awaited on the request path
     return result;
@@ -1011,9 +1035,10 @@ export class VramManager {
       const t0 = performance.now();
       status.lastRunStartedAt = this.#stamp();
       try {
-        for (const shard of this.shards()) {
+        for (const entry of [...this.#entries.values()]) {
           if (stopped || this.#state !== 'open') break;
-          if (this.#entries.get(shard.shard_id)?.shard !== shard) continue; // released meanwhile
+          if (this.#entries.get(entry.id) !== entry) continue; // released meanwhile
+          const shard = entry.shard;
           if (mode === 'full') await this.verify(shard);
           else await this.verifySample(shard, opts.chunks === undefined ? {} : { chunks: opts.chunks });
           status.shardsVerified++;
@@ -1063,15 +1088,15 @@ export class VramManager {
    * @throws NotSealedError when the handle is unknown or already released (does not stop the manager)
    */
   async release(shard: SealedShard): Promise<void> {
-    const id = (shard as { shard_id?: unknown } | null)?.shard_id;
-    const entry = typeof id === 'string' ? this.#entries.get(id) : undefined;
-    if (!entry || entry.shard !== shard) throw new NotSealedError(eventShardId(id));
+    // By identity, so a handle whose fields were altered can still be released.
+    const entry = [...this.#entries.values()].find((e) => e.shard === shard);
+    if (!entry) throw new NotSealedError(eventShardId(prop(shard, 'shard_id')));
     await this.#releaseEntry(entry, 'release');
   }
 
   async #releaseEntry(entry: Entry, reason: 'release' | 'close' | 'dispose'): Promise<void> {
-    const { shard, alloc } = entry;
-    this.#entries.delete(shard.shard_id);
+    const { id, alloc } = entry;
+    this.#entries.delete(id);
     if (entry.busy > 0) await new Promise<void>((r) => (entry.idle = r));
     await this.#backend.free(alloc);
     const d = alloc.device;
@@ -1080,7 +1105,7 @@ export class VramManager {
     void this.#emit({
       type: 'vram.deallocated',
       timestamp: this.#stamp(),
-      shard_id: shard.shard_id,
+      shard_id: id,
       freed_bytes: alloc.bytes,
       remaining_used: this.#committed[d] as number,
       gpu_device: d,
@@ -1131,8 +1156,9 @@ export class VramManager {
    * and tests can show that verification catches it. Never call this in production.
    */
   async corruptForTesting(shard: SealedShard, offset: number, length = 1, mask = 0xff): Promise<void> {
-    const entry = this.#entries.get((shard as { shard_id?: string })?.shard_id ?? '');
-    if (!entry || entry.shard !== shard) throw new NotSealedError(eventShardId(shard?.shard_id));
+    const id = prop(shard, 'shard_id');
+    const entry = typeof id === 'string' ? this.#entries.get(id) : undefined;
+    if (!entry || entry.shard !== shard) throw new NotSealedError(eventShardId(id));
     await this.#using(entry, () => this.#backend.corrupt(entry.alloc, offset, length, mask));
   }
 }

@@ -455,6 +455,22 @@ export function registerBehaviourSuite(target: BackendUnderTest): void {
           Object.assign(s, { backend: kind === 'cuda' ? 'simulated' : 'cuda' }),
         'model_ref added': async (_m, s) => Object.assign(s, { model_ref: 'other/model' }),
         'sealed_at changed': async (_m, s) => Object.assign(s, { sealed_at: '2020-01-01T00:00:00.000Z' }),
+        'shard_id swapped to another sealed shard': async (m, s) => {
+          await m.seal(pattern(2 * LEAF + 9), { shardId: 'shard-1' });
+          return Object.assign(s, { shard_id: 'shard-1' });
+        },
+        'digest getter that changes after the seal check': async (m, s) => {
+          // The device bytes are corrupted and the handle's digest is a getter that answers the
+          // sealed digest to the first reads (the seal check) and the corrupted bytes' digest
+          // afterwards: verify must use the authenticated snapshot, not re-read the handle.
+          const corrupted = pattern(2 * LEAF + 9);
+          corrupted[5] = (corrupted[5] as number) ^ 0xff;
+          await m.corruptForTesting(s, 5);
+          const sealed = s.digest;
+          let reads = 0;
+          Object.defineProperty(s, 'digest', { get: () => (reads++ < 2 ? sealed : digestOf(corrupted)) });
+          return s;
+        },
         'plain copy': async (_m, s) => ({ ...s }),
         'JSON round trip': async (_m, s) => JSON.parse(JSON.stringify(s)),
         'not an object': async () => 'shard-0',
@@ -473,7 +489,12 @@ export function registerBehaviourSuite(target: BackendUnderTest): void {
         const [f] = audit.of('seal.verification_failed');
         assert.ok(f, `${name}: event emitted`);
         assert.equal(f.severity, 'critical');
-        assert.equal(f.actual_digest, NO_DIGEST, `${name}: no device work for a bad handle`);
+        if (!name.startsWith('digest getter')) {
+          assert.equal(f.actual_digest, NO_DIGEST, `${name}: no device work for a bad handle`);
+        }
+        // Memory of an altered handle can still be released (by identity).
+        if (name !== 'released shard') await m.release(s);
+        assert.equal((await m.capacity()).usedBytes, name.startsWith('shard_id') ? 2 * LEAF + 9 : 0, name);
       }
       // Wrong key: a handle from a manager with another token, or another worker id, never verifies.
       for (const other of [{ workerToken: OTHER_TOKEN }, { workerId: 'worker-2' }]) {

@@ -12,7 +12,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Logger, pino } from 'pino';
-import { canonicalize } from './canonical.js';
 import { type Clock, Rfc3339Cache, systemClock } from './clock.js';
 import { AuditUnavailableError } from './errors.js';
 import { type AuditEvent, isCriticalEvent } from './events.js';
@@ -28,8 +27,8 @@ import {
   PendingRecord,
   RecordQueue,
 } from './queue.js';
-import { sealRecord } from './record.js';
 import { type RotationOptions, RotationPolicy } from './rotation.js';
+import { fastCanonicalize, RecordSealer } from './sealer.js';
 import { FileTrail, TrailIoError } from './trail-writer.js';
 import { validateEvent } from './validate.js';
 import { AuditConfigError } from './writer-errors.js';
@@ -172,6 +171,7 @@ export class AuditLogger {
   readonly #clock: Clock;
   readonly #time = new Rfc3339Cache();
   readonly #macKey: MacKey | undefined;
+  readonly #sealer: RecordSealer | null;
   readonly #flushMode: number;
   readonly #batchEvents: number;
   readonly #batchDelay: number;
@@ -229,6 +229,7 @@ export class AuditLogger {
     this.#log = log;
     this.#clock = o.clock ?? systemClock;
     this.#macKey = o.macKey ? MacKey.copyOf(o.macKey) : undefined;
+    this.#sealer = trail ? new RecordSealer(this.serviceId, this.#macKey) : null;
     const f = o.flush ?? DEFAULT_FLUSH;
     this.#flushMode = f.mode === 'immediate' ? M_IMMEDIATE : f.mode === 'batched' ? M_BATCHED : M_HYBRID;
     this.#batchEvents = f.mode === 'immediate' ? 1 : posInt(f.maxEvents, 512, 'flush.maxEvents');
@@ -344,7 +345,7 @@ export class AuditLogger {
       );
     }
     const ev = validateEvent(event);
-    const eventJson = canonicalize(ev);
+    const eventJson = fastCanonicalize(ev);
     const critical = isCriticalEvent(ev.type);
     const cost = eventJson.length + this.#overhead;
     const q = this.#q;
@@ -398,7 +399,7 @@ export class AuditLogger {
     try {
       const ev = validateEvent(event);
       type = ev.type;
-      eventJson = canonicalize(ev);
+      eventJson = fastCanonicalize(ev);
     } catch (e) {
       this.#log.error({ err: e, type: event.type }, 'internal audit event failed validation (bug)');
       return;
@@ -496,27 +497,15 @@ export class AuditLogger {
 
   /** Seals unsealed records of `batch` into the chain, in seq order. */
   #seal(batch: PendingRecord[]): void {
-    const key = this.#macKey;
-    const sid = this.serviceId;
+    const sealer = this.#sealer as RecordSealer;
     let prev = this.#chainHash;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i] as PendingRecord;
       if (r.line !== '') continue;
-      const s = sealRecord(
-        {
-          seq: r.seq,
-          audit_id: r.auditId,
-          time: r.time,
-          service_id: sid,
-          eventJson: r.eventJson,
-          prev_hash: prev,
-        },
-        key,
-      );
-      r.line = s.line;
-      r.hash = s.hash;
+      r.line = sealer.seal(r.seq, r.auditId, r.time, r.eventJson, prev);
+      r.hash = sealer.hash;
       r.eventJson = '';
-      prev = s.hash;
+      prev = r.hash;
     }
     this.#chainHash = prev;
   }

@@ -6,10 +6,12 @@ import { createHash, createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { canonicalize } from '../src/canonical.js';
 import { ManualClock } from '../src/clock.js';
 import { AuditLogger } from '../src/logger.js';
 import { bodyJson, GENESIS_HASH, hashBody, macOf, recomputeHash, sealRecord } from '../src/record.js';
+import { fastCanonicalize, RecordSealer } from '../src/sealer.js';
 import { validateEvent } from '../src/validate.js';
 import { quiet, recordFiles, tmpTrail } from './writer-helpers.js';
 
@@ -129,4 +131,34 @@ test('the writer emits lines of the specified shape: sorted keys, hash/mac verif
     hash,
   );
   assert.equal(createHmac('sha256', key).update(`vramseal-audit-mac-v1\n${hash}`).digest('hex'), mac);
+});
+
+test('fast path = reference: fastCanonicalize ≡ canonicalize and RecordSealer ≡ sealRecord (property)', () => {
+  const key = Buffer.alloc(32, 0xa5);
+  const sealers = [new RecordSealer('svc "q" €', key), new RecordSealer('svc "q" €')];
+  fc.assert(
+    fc.property(
+      fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 3 })),
+      fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+      fc.string(),
+      fc.string(),
+      fc.stringMatching(/^[0-9a-f]{64}$/),
+      (event, seq, auditId, time, prev) => {
+        const j = fastCanonicalize(event);
+        assert.equal(j, canonicalize(event));
+        for (const [i, s] of sealers.entries()) {
+          const line = s.seal(seq, auditId, time, j, prev);
+          const ref = sealRecord(
+            { seq, audit_id: auditId, time, service_id: 'svc "q" €', eventJson: j, prev_hash: prev },
+            i === 0 ? key : undefined,
+          );
+          assert.equal(line, ref.line);
+          assert.equal(s.hash, ref.hash);
+        }
+      },
+    ),
+    { numRuns: 200 },
+  );
+  assert.throws(() => fastCanonicalize({ a: Number.NaN }), /non-finite number at a/);
+  assert.throws(() => fastCanonicalize({ a: [1, new Date()] }), /plain objects can be canonicalized at a\[1\]/);
 });

@@ -3,7 +3,8 @@
  *
  * Accepted content: text — hex digits (64 for a 32-byte key; surrounding whitespace ignored),
  * `hex:<hex>` or `base64:<base64>`, at least 16 bytes once decoded, as the writer's loadMacKey accepts —
- * or else exactly 32 raw bytes (a file that is not such text). The file must be a regular file (not a symlink) that group and others cannot access (chmod 600),
+ * or else exactly 32 raw bytes (a 32-byte file that does not decode as such text; text wins when both
+ * readings are possible, e.g. 32 hex digits). The file must be a regular file (not a symlink) that group and others cannot access (chmod 600),
  * like the writer requires. The key never appears in output or errors.
  */
 import { constants as C, closeSync, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
@@ -50,7 +51,7 @@ export function readKeyFile(file: string): MacKey {
       try {
         return parseMacKey(text, 'key');
       } catch (e) {
-        throw new KeyFileError(file, (e as Error).message.replace(/^key: /, ''));
+        if (buf.length !== 32) throw new KeyFileError(file, (e as Error).message.replace(/^key: /, ''));
       }
     }
     if (buf.length === 32) return MacKey.copyOf(buf);

@@ -31,7 +31,7 @@ export class RotationPolicy {
   /** Whether a record of `lineBytes` bytes (with its `\n`) and time `time` must go to a new file. */
   mustRotate(file: { count: number; bytes: number; day: string }, time: string, lineBytes: number): boolean {
     if (file.count === 0) return false;
-    if (this.daily && utcDay(time) !== file.day) return true;
+    if (this.daily && !time.startsWith(file.day)) return true; // the UTC day is time's first 10 chars
     return file.bytes + lineBytes > this.maxBytes;
   }
 

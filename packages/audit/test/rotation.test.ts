@@ -178,3 +178,47 @@ test('property: any interleaving of emits, clock jumps and restarts yields one g
     { numRuns: 15 },
   );
 });
+
+test('mutateManifest (retention): serialized with the writer, persisted, and guarded against touching the open file', async () => {
+  const dir = tmpTrail();
+  const log = await AuditLogger.open({
+    mode: 'local',
+    dir,
+    serviceId: 'svc',
+    logger: quiet,
+    rotation: { maxBytes: 1500 },
+    flush: { mode: 'batched', maxEvents: 2, maxDelayMs: 1 },
+  });
+  for (let i = 0; i < 8; i++) log.emit(routine(i));
+  await log.flush();
+  const first = log.manifest()?.files[0];
+  assert.equal(first?.state, 'closed');
+  // Mutate concurrently with more writes (and rotations).
+  const more = Array.from({ length: 8 }, (_, i) => log.emit(routine(100 + i)));
+  await log.mutateManifest((m) => {
+    const f = m.files[0];
+    if (f) {
+      f.state = 'archived';
+      f.archive = `${f.name}.gz`;
+    }
+  });
+  await Promise.all(more.map((r) => r.durable));
+  await assert.rejects(
+    log.mutateManifest((m) => {
+      m.files.pop();
+    }),
+    /open file entry must stay last/,
+  );
+  await assert.rejects(
+    log.mutateManifest((m) => {
+      (m.files[0] as { first_seq: number }).first_seq = 99;
+    }),
+    /mutateManifest result/,
+  );
+  await log.close();
+  const m = await readManifest(dir);
+  assert.equal(m?.files[0]?.state, 'archived');
+  assert.equal(m?.files[0]?.archive, `${first?.name}.gz`);
+  assert.equal(m?.files.at(-1)?.last_seq, 16);
+  assert.equal(m?.files.at(-1)?.state, 'open');
+});

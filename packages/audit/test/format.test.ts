@@ -160,5 +160,8 @@ test('fast path = reference: fastCanonicalize ≡ canonicalize and RecordSealer 
     { numRuns: 200 },
   );
   assert.throws(() => fastCanonicalize({ a: Number.NaN }), /non-finite number at a/);
-  assert.throws(() => fastCanonicalize({ a: [1, new Date()] }), /plain objects can be canonicalized at a\[1\]/);
+  assert.throws(
+    () => fastCanonicalize({ a: [1, new Date()] }),
+    /plain objects can be canonicalized at a\[1\]/,
+  );
 });

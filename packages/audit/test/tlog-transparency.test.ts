@@ -55,10 +55,15 @@ function allRecords(dir: string): Record<string, unknown>[] {
   return trailLines(dir).flatMap((f) => f.lines.map((l) => JSON.parse(l) as Record<string, unknown>));
 }
 
-async function writeTrail(dir: string, n: number, opts: { everyRecords?: number; witnessDir?: string } = {}) {
+async function writeTrail(
+  dir: string,
+  n: number,
+  opts: { everyRecords?: number; witnessDir?: string; worker?: boolean } = {},
+) {
   const log = await openLogger(dir);
   const tl = await Transparency.attach(log, {
     signer,
+    worker: opts.worker ?? false,
     everyRecords: opts.everyRecords ?? 10,
     everyMs: 0,
     ...(opts.witnessDir ? { witnessDir: opts.witnessDir } : {}),
@@ -75,48 +80,49 @@ async function writeTrail(dir: string, n: number, opts: { everyRecords?: number;
   return { seen, tl };
 }
 
-test('live trail: periodic + close checkpoints, tree equals the RFC 9162 root over the record hashes', async () => {
-  const dir = fs.mkdtempSync(join(tmpdir(), 'tlog-live-'));
-  const witness = fs.mkdtempSync(join(tmpdir(), 'tlog-witness-'));
-  try {
-    const { seen } = await writeTrail(dir, 40, { everyRecords: 10, witnessDir: witness });
-    const recs = allRecords(dir);
-    assert.ok(recs.length >= 40, 'the trail holds the events and the checkpoint records');
-    assert.deepEqual(
-      recs.map((r) => r.seq),
-      recs.map((_, i) => i + 1),
-    );
-    // audit.checkpoint events were recorded in the trail itself.
-    const cpEvents = recs.filter((r) => (r.event as { type: string }).type === 'audit.checkpoint');
-    assert.ok(cpEvents.length >= 2, `checkpoint events: ${cpEvents.length}`);
-    const notes = splitNotes(fs.readFileSync(join(dir, 'checkpoints'), 'utf8'));
-    assert.ok(notes.length >= 3, `checkpoints written: ${notes.length} (${seen.join(',')})`);
-    const cps = notes.map((n) => verifyCheckpoint(n, signer.verifier, { origin: 'vramseal/worker-1' }));
-    for (let i = 1; i < cps.length; i++)
-      assert.ok((cps[i] as { size: number }).size >= (cps[i - 1] as { size: number }).size);
-    const last = cps.at(-1) as { size: number; root: Buffer };
-    assert.equal(last.size, recs.length, 'the close checkpoint covers every record');
-    const leaves = recs.map((r) => recordLeafHash(r.hash as string));
-    assert.deepEqual(last.root, rootOfLeafHashes(leaves));
-    for (const c of cps) assert.deepEqual(c.root, rootOfLeafHashes(leaves.slice(0, c.size)));
-    // Each recorded audit.checkpoint names a checkpoint that exists, by root and note hash.
-    for (const e of cpEvents) {
-      const ev = e.event as { tree_size: number; root_hash: string; checkpoint_hash: string };
-      const match = cps.find((c) => c.size === ev.tree_size && c.noteHash === ev.checkpoint_hash);
-      assert.ok(match, `checkpoint of size ${ev.tree_size}`);
-      assert.equal(match.root.toString('hex'), ev.root_hash);
-      assert.equal(match.noteHash, ev.checkpoint_hash);
+for (const worker of [true, false])
+  test(`live trail (${worker ? 'worker thread' : 'in-thread'}): periodic + close checkpoints, tree equals the RFC 9162 root over the record hashes`, async () => {
+    const dir = fs.mkdtempSync(join(tmpdir(), 'tlog-live-'));
+    const witness = fs.mkdtempSync(join(tmpdir(), 'tlog-witness-'));
+    try {
+      const { seen } = await writeTrail(dir, 40, { everyRecords: 10, witnessDir: witness, worker });
+      const recs = allRecords(dir);
+      assert.ok(recs.length >= 40, 'the trail holds the events and the checkpoint records');
+      assert.deepEqual(
+        recs.map((r) => r.seq),
+        recs.map((_, i) => i + 1),
+      );
+      // audit.checkpoint events were recorded in the trail itself.
+      const cpEvents = recs.filter((r) => (r.event as { type: string }).type === 'audit.checkpoint');
+      assert.ok(cpEvents.length >= 2, `checkpoint events: ${cpEvents.length}`);
+      const notes = splitNotes(fs.readFileSync(join(dir, 'checkpoints'), 'utf8'));
+      assert.ok(notes.length >= 3, `checkpoints written: ${notes.length} (${seen.join(',')})`);
+      const cps = notes.map((n) => verifyCheckpoint(n, signer.verifier, { origin: 'vramseal/worker-1' }));
+      for (let i = 1; i < cps.length; i++)
+        assert.ok((cps[i] as { size: number }).size >= (cps[i - 1] as { size: number }).size);
+      const last = cps.at(-1) as { size: number; root: Buffer };
+      assert.equal(last.size, recs.length, 'the close checkpoint covers every record');
+      const leaves = recs.map((r) => recordLeafHash(r.hash as string));
+      assert.deepEqual(last.root, rootOfLeafHashes(leaves));
+      for (const c of cps) assert.deepEqual(c.root, rootOfLeafHashes(leaves.slice(0, c.size)));
+      // Each recorded audit.checkpoint names a checkpoint that exists, by root and note hash.
+      for (const e of cpEvents) {
+        const ev = e.event as { tree_size: number; root_hash: string; checkpoint_hash: string };
+        const match = cps.find((c) => c.size === ev.tree_size && c.noteHash === ev.checkpoint_hash);
+        assert.ok(match, `checkpoint of size ${ev.tree_size}`);
+        assert.equal(match.root.toString('hex'), ev.root_hash);
+        assert.equal(match.noteHash, ev.checkpoint_hash);
+      }
+      assert.equal(readTlogState(dir)?.size, recs.length);
+      // Witness copy.
+      const w = splitNotes(fs.readFileSync(join(witness, witnessFileName('vramseal/worker-1')), 'utf8'));
+      assert.deepEqual(w, notes);
+      assert.equal((fs.statSync(join(dir, 'checkpoints')).mode & 0o777).toString(8), '600');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(witness, { recursive: true, force: true });
     }
-    assert.equal(readTlogState(dir)?.size, recs.length);
-    // Witness copy.
-    const w = splitNotes(fs.readFileSync(join(witness, witnessFileName('vramseal/worker-1')), 'utf8'));
-    assert.deepEqual(w, notes);
-    assert.equal((fs.statSync(join(dir, 'checkpoints')).mode & 0o777).toString(8), '600');
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.rmSync(witness, { recursive: true, force: true });
-  }
-});
+  });
 
 test('restart resumes the stored tree without rehashing; a lost tail since the last sync is re-read', async () => {
   const dir = fs.mkdtempSync(join(tmpdir(), 'tlog-restart-'));
@@ -125,7 +131,7 @@ test('restart resumes the stored tree without rehashing; a lost tail since the l
     const n1 = allRecords(dir).length;
     // Restart: the tree is already at the trail's size, nothing to re-read.
     let log = await openLogger(dir);
-    let tl = await Transparency.attach(log, { signer, everyRecords: 1000, everyMs: 0 });
+    let tl = await Transparency.attach(log, { signer, everyRecords: 1000, everyMs: 0, worker: false });
     assert.equal(tl.caughtUp, 0);
     assert.equal(tl.size, n1);
     for (let i = 0; i < 9; i++) log.emit(event(100 + i));
@@ -141,10 +147,13 @@ test('restart resumes the stored tree without rehashing; a lost tail since the l
     );
     await log.close();
     log = await openLogger(dir);
-    tl = await Transparency.attach(log, { signer, everyRecords: 1000, everyMs: 0 });
+    tl = await Transparency.attach(log, { signer, everyRecords: 1000, everyMs: 0, worker: false });
     assert.equal(tl.caughtUp, 9, 'only the records after the durable size were re-read');
     const recs = allRecords(dir);
-    assert.deepEqual(tl.root(), rootOfLeafHashes(recs.map((r) => recordLeafHash(r.hash as string))));
+    assert.deepEqual(
+      (await tl.head()).root,
+      rootOfLeafHashes(recs.map((r) => recordLeafHash(r.hash as string))),
+    );
     await log.close();
     const last = verifyCheckpoint(latestTrailCheckpoint(dir), signer.verifier);
     assert.equal(last.size, allRecords(dir).length);

@@ -63,6 +63,7 @@ test('vramseal audit keygen / prove / consistency / verify-proof / check-checkpo
     const tl = await Transparency.attach(log, {
       signer: loadSignerKey(`${prefix}.key`),
       everyRecords: 5,
+      worker: false,
       everyMs: 0,
       witnessDir: witness,
     });

@@ -2,6 +2,8 @@
  * Transparency for vramseal trails (issue 8): RFC 9162 Merkle tree over the records, inclusion and
  * consistency proofs, Ed25519-signed C2SP checkpoints, and the checkpoint check for the verifier.
  */
+
+export { catchUpFromTrail } from './catch-up.js';
 export {
   type CheckpointCheckOptions,
   type CheckpointCheckReport,
@@ -71,10 +73,11 @@ export {
 export { FileNodeStore, readTlogState, TLOG_DIR } from './store.js';
 export {
   type CheckpointInfo,
-  catchUpFromTrail,
   type DurableRecord as TlogDurableRecord,
   Transparency,
   type TransparencyOptions,
   type TransparencySource,
   witnessFileName,
 } from './transparency.js';
+export { LocalTreeHost, type TreeHead, type TreeHost } from './tree-host.js';
+export { WorkerTreeHost } from './worker-host.js';

@@ -16,13 +16,12 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import { dirname, join } from 'node:path';
-import { recomputeHash } from '../record.js';
 import { CHECKPOINTS_FILE, signCheckpoint } from './checkpoint.js';
 import { TlogError } from './errors.js';
 import type { SignerKey } from './keys.js';
-import { MerkleTree, recordLeafHash } from './merkle.js';
-import { ensurePrivateDir, FileNodeStore, fsyncDir } from './store.js';
-import { readTrailLines } from './trail-records.js';
+import { ensurePrivateDir, fsyncDir } from './store.js';
+import { LocalTreeHost, type TreeHead, type TreeHost } from './tree-host.js';
+import { WorkerTreeHost } from './worker-host.js';
 
 /** A record as the logger reports it once durable (CONTRACTS §2 'durable'). */
 export interface DurableRecord {
@@ -60,6 +59,11 @@ export interface TransparencyOptions {
   recordEvents?: boolean;
   /** Clock for the checkpoint `time` line (default: new Date()). */
   now?: () => Date;
+  /**
+   * Hash and store the tree in a worker thread (default true): the logger's thread then only hands
+   * each durable batch's hashes over. `false` keeps everything in this thread.
+   */
+  worker?: boolean;
   /** Operational logger (pino-like); errors also go to the 'error' event when it has listeners. */
   logger?: { warn(obj: unknown, msg?: string): void; error(obj: unknown, msg?: string): void };
 }
@@ -72,92 +76,9 @@ export interface CheckpointInfo {
   time: string;
 }
 
-const MAX_PENDING_NODES = 8192;
-
 /** File name of a trail's checkpoints in a witness directory. */
 export function witnessFileName(origin: string): string {
   return `${origin.replace(/[^A-Za-z0-9._-]/g, '_')}.checkpoints`;
-}
-
-/**
- * Brings the tree up to date with the records on disk: re-reads records from seq `tree.size` on (the
- * last leaf, to check the join) and appends the rest. Each record's hash is recomputed and its
- * `prev_hash` link checked; a record that does not match what the tree holds is `TLOG_TRAIL_MISMATCH`.
- * Returns the number of records appended.
- */
-export async function catchUpFromTrail(
-  dir: string,
-  tree: MerkleTree,
-  upToSeq = Number.POSITIVE_INFINITY,
-): Promise<number> {
-  const start = tree.size;
-  let prevHash: string | undefined;
-  let appended = 0;
-  for await (const l of readTrailLines(dir, Math.max(1, start))) {
-    const r = l.record;
-    if (!r) {
-      // A torn last line (crash mid-write) is the writer's to recover; anything else is damage.
-      throw new TlogError(
-        'TLOG_TRAIL_MISMATCH',
-        `tlog catch-up: ${l.file}:${l.line}: ${l.error ?? 'unparsable'}`,
-      );
-    }
-    const seq = r.seq;
-    if (typeof seq !== 'number' || !Number.isSafeInteger(seq)) {
-      throw new TlogError(
-        'TLOG_TRAIL_MISMATCH',
-        `tlog catch-up: ${l.file}:${l.line}: record has no integer seq`,
-      );
-    }
-    if (seq < start) continue;
-    if (seq > upToSeq) break;
-    const hash = r.hash as string;
-    let recomputed: string;
-    try {
-      recomputed = recomputeHash(r as never);
-    } catch {
-      recomputed = '';
-    }
-    if (recomputed !== hash) {
-      throw new TlogError(
-        'TLOG_TRAIL_MISMATCH',
-        `tlog catch-up: ${l.file}:${l.line}: seq ${seq} hash does not match its content`,
-      );
-    }
-    if (seq === start && start > 0) {
-      if (!recordLeafHash(hash).equals(tree.leafHash(start - 1))) {
-        throw new TlogError(
-          'TLOG_TRAIL_MISMATCH',
-          `tlog catch-up: ${l.file}:${l.line}: record ${seq} differs from leaf ${seq - 1} of the stored tree (trail rewritten?)`,
-        );
-      }
-      prevHash = hash;
-      continue;
-    }
-    if (seq !== tree.size + 1) {
-      throw new TlogError(
-        'TLOG_TRAIL_MISMATCH',
-        `tlog catch-up: ${l.file}:${l.line}: expected seq ${tree.size + 1}, found ${seq}`,
-      );
-    }
-    if (prevHash !== undefined && r.prev_hash !== prevHash) {
-      throw new TlogError(
-        'TLOG_TRAIL_MISMATCH',
-        `tlog catch-up: ${l.file}:${l.line}: seq ${seq} prev_hash does not link to seq ${seq - 1}`,
-      );
-    }
-    tree.appendRecordHash(hash);
-    prevHash = hash;
-    appended++;
-  }
-  if (start > 0 && prevHash === undefined && tree.size === start) {
-    // The record behind the last durable leaf was not found: the trail is shorter than the tree.
-    throw new TlogError(
-      'TLOG_TRAIL_MISMATCH',
-      `tlog catch-up: the trail has no record ${start}, but the tree holds ${start} leaves`,
-    );
-  }
-  return appended;
 }
 
 /** The transparency layer attached to one live logger. Emits 'checkpoint' (CheckpointInfo) and 'error'. */
@@ -167,9 +88,11 @@ export class Transparency extends EventEmitter {
   #source: TransparencySource;
   #opts: Required<Pick<TransparencyOptions, 'everyRecords' | 'everyMs' | 'recordEvents'>> &
     TransparencyOptions;
-  #store: FileNodeStore;
-  #tree: MerkleTree;
+  #host: TreeHost;
+  /** Records seen before the host was ready. */
   #buffered: DurableRecord[] | undefined = [];
+  /** Highest seq handed to the tree. */
+  #size = 0;
   #lastCheckpointSize = 0;
   #lastOwnEventSeq = -1;
   #inFlight: Promise<void> | undefined;
@@ -179,19 +102,13 @@ export class Transparency extends EventEmitter {
   #onDurable = (recs: ReadonlyArray<DurableRecord>) => this.#handleDurable(recs);
   #onClose = () => this.#handleClose();
 
-  private constructor(
-    source: TransparencySource,
-    opts: TransparencyOptions,
-    store: FileNodeStore,
-    tree: MerkleTree,
-  ) {
+  private constructor(source: TransparencySource, opts: TransparencyOptions, host: TreeHost) {
     super();
     this.#source = source;
     this.dir = source.dir;
     this.origin = opts.origin ?? `vramseal/${source.serviceId}`;
     this.#opts = { everyRecords: 10_000, everyMs: 30_000, recordEvents: true, ...opts };
-    this.#store = store;
-    this.#tree = tree;
+    this.#host = host;
   }
 
   /**
@@ -208,26 +125,27 @@ export class Transparency extends EventEmitter {
       throw new TlogError('TLOG_BAD_INPUT', 'transparency: everyMs must be >= 0');
     }
     if (opts.witnessDir !== undefined) ensurePrivateDir(opts.witnessDir);
-    const store = FileNodeStore.open(source.dir);
-    let tree: MerkleTree;
-    try {
-      tree = new MerkleTree(store);
-    } catch (err) {
-      store.close();
-      throw err;
-    }
-    const t = new Transparency(source, opts, store, tree);
+    const host: TreeHost =
+      opts.worker === false ? new LocalTreeHost(source.dir) : new WorkerTreeHost(source.dir);
+    const t = new Transparency(source, opts, host);
     // Listen first, buffer while catching up: nothing durable in between can be missed.
     source.on('durable', t.#onDurable as (...args: never[]) => void);
     source.on('close', t.#onClose);
+    let started: { size: number; caughtUp: number };
     try {
-      await t.#catchUp();
+      started = await host.start();
     } catch (err) {
+      t.#closed = true;
       t.#detach();
-      store.close();
+      await host.close().catch(() => {});
       throw err;
     }
-    t.#lastCheckpointSize = t.#tree.size === store.durableSize ? store.durableSize : -1;
+    t.#size = started.size;
+    t.#caughtUp = started.caughtUp;
+    t.#lastCheckpointSize = started.caughtUp === 0 ? started.size : -1;
+    const buf = t.#buffered ?? [];
+    t.#buffered = undefined;
+    t.#appendAll(buf);
     if (t.#opts.everyMs > 0) {
       t.#timer = setInterval(() => t.#onTimer(), t.#opts.everyMs);
       t.#timer.unref();
@@ -235,19 +153,9 @@ export class Transparency extends EventEmitter {
     return t;
   }
 
-  /** Current number of leaves (= last seq in the tree). */
+  /** Number of records handed to the tree (= last seq once they are hashed). */
   get size(): number {
-    return this.#tree.size;
-  }
-
-  /** Current root hash. */
-  root(): Buffer {
-    return this.#tree.root();
-  }
-
-  /** The live tree (read access for proofs). */
-  get tree(): MerkleTree {
-    return this.#tree;
+    return this.#size;
   }
 
   /** Records re-read from the trail on attach (0 after a clean shutdown: nothing is rehashed). */
@@ -255,20 +163,9 @@ export class Transparency extends EventEmitter {
     return this.#caughtUp;
   }
 
-  async #catchUp(): Promise<void> {
-    for (;;) {
-      this.#caughtUp += await catchUpFromTrail(this.dir, this.#tree);
-      const buf = this.#buffered ?? [];
-      // Records already on disk were appended by the catch-up; a gap means more landed meanwhile.
-      const next = buf.find((r) => r.seq > this.#tree.size);
-      if (next && next.seq !== this.#tree.size + 1) {
-        this.#buffered = buf.filter((r) => r.seq > this.#tree.size);
-        continue;
-      }
-      this.#buffered = undefined;
-      this.#appendAll(buf);
-      return;
-    }
+  /** Makes the tree durable and returns its current size and root. */
+  head(): Promise<TreeHead> {
+    return this.#host.sync();
   }
 
   #handleDurable(recs: ReadonlyArray<DurableRecord>): void {
@@ -281,43 +178,44 @@ export class Transparency extends EventEmitter {
   }
 
   #appendAll(recs: ReadonlyArray<DurableRecord>): void {
-    try {
-      for (const r of recs) {
-        if (r.seq <= this.#tree.size) continue;
-        if (r.seq !== this.#tree.size + 1) {
-          throw new TlogError(
-            'TLOG_TRAIL_MISMATCH',
-            `transparency: record ${r.seq} arrived after ${this.#tree.size}`,
-          );
-        }
-        this.#tree.appendRecordHash(r.hash);
+    // One string per run of consecutive seqs: the whole per-record cost on the logger's thread.
+    let first = -1;
+    let next = -1;
+    let hex = '';
+    for (const r of recs) {
+      if (r.seq <= this.#size) continue;
+      if (r.seq !== next) {
+        if (hex) this.#host.append(first, hex);
+        first = r.seq;
+        hex = '';
       }
-      if (this.#store.count(0) - this.#store.durableSize > MAX_PENDING_NODES) this.#store.flush();
-    } catch (err) {
-      this.#fail(err);
-      return;
+      hex += r.hash;
+      next = r.seq + 1;
+      this.#size = r.seq;
     }
-    if (this.#tree.size - this.#lastCheckpointSize >= this.#opts.everyRecords) this.#checkpointAsync();
+    if (hex) this.#host.append(first, hex);
+    if (this.#size - this.#lastCheckpointSize >= this.#opts.everyRecords) this.#checkpointAsync();
   }
 
   #onTimer(): void {
-    const size = this.#tree.size;
+    const size = this.#size;
     if (size === this.#lastCheckpointSize) return;
     // Only our own audit.checkpoint record arrived since the last checkpoint: nothing to commit to.
     if (size === this.#lastOwnEventSeq && size === this.#lastCheckpointSize + 1) return;
     this.#checkpointAsync();
   }
 
-  /** Writes a checkpoint of the current tree now (waits for one in flight first). */
+  /** Writes a checkpoint of the current tree now (after one in flight). */
   async checkpoint(): Promise<CheckpointInfo | undefined> {
     while (this.#inFlight) await this.#inFlight;
     if (this.#closed) return undefined;
-    return this.#writeCheckpoint(true);
+    return this.#writeCheckpoint();
   }
 
   #checkpointAsync(): void {
     if (this.#inFlight || this.#closed) return;
-    this.#inFlight = this.#writeCheckpoint(true)
+    this.#lastCheckpointSize = this.#size;
+    this.#inFlight = this.#writeCheckpoint()
       .then(
         () => undefined,
         (err) => this.#fail(err),
@@ -325,28 +223,33 @@ export class Transparency extends EventEmitter {
       .finally(() => {
         this.#inFlight = undefined;
         // Records that arrived while it was written may already call for the next one.
-        if (!this.#closed && this.#tree.size - this.#lastCheckpointSize >= this.#opts.everyRecords) {
+        if (!this.#closed && this.#size - this.#lastCheckpointSize >= this.#opts.everyRecords) {
           this.#checkpointAsync();
         }
       });
   }
 
-  async #writeCheckpoint(recordEvent: boolean): Promise<CheckpointInfo | undefined> {
-    const size = this.#tree.size;
-    const root = this.#tree.root();
-    const time = (this.#opts.now?.() ?? new Date()).toISOString();
-    this.#lastCheckpointSize = size;
-    await this.#store.syncWithRootAsync(root);
+  async #writeCheckpoint(): Promise<CheckpointInfo | undefined> {
+    const head = await this.#host.sync();
     if (this.#closed) return undefined; // the close checkpoint (same or larger size) superseded this one
-    const note = signCheckpoint({ origin: this.origin, size, root, time }, this.#opts.signer);
-    await appendDurable(join(this.dir, CHECKPOINTS_FILE), `${note}\n`);
+    this.#lastCheckpointSize = Math.max(this.#lastCheckpointSize, head.size);
+    const info = this.#sign(head);
+    await appendDurable(join(this.dir, CHECKPOINTS_FILE), `${info.note}\n`);
     if (this.#opts.witnessDir) {
-      await appendDurable(join(this.#opts.witnessDir, witnessFileName(this.origin)), `${note}\n`);
+      await appendDurable(join(this.#opts.witnessDir, witnessFileName(this.origin)), `${info.note}\n`);
     }
-    const info: CheckpointInfo = { size, root, note, time };
-    if (recordEvent && this.#opts.recordEvents) this.#recordEvent(info);
+    if (this.#opts.recordEvents && !this.#closed) this.#recordEvent(info);
     this.emit('checkpoint', info);
     return info;
+  }
+
+  #sign(head: TreeHead): CheckpointInfo {
+    const time = (this.#opts.now?.() ?? new Date()).toISOString();
+    const note = signCheckpoint(
+      { origin: this.origin, size: head.size, root: head.root, time },
+      this.#opts.signer,
+    );
+    return { size: head.size, root: head.root, note, time };
   }
 
   #recordEvent(info: CheckpointInfo): void {
@@ -369,26 +272,23 @@ export class Transparency extends EventEmitter {
 
   #handleClose(): void {
     if (this.#closed) return;
+    this.#closed = true;
+    this.#detach();
+    if (this.#buffered !== undefined) return; // still starting: attach() fails or finishes on its own
     try {
-      if (this.#buffered === undefined && this.#tree.size !== this.#lastCheckpointSize) {
-        // Synchronous: the logger releases its lock right after 'close'.
-        const size = this.#tree.size;
-        const root = this.#tree.root();
-        const time = (this.#opts.now?.() ?? new Date()).toISOString();
-        this.#store.syncWithRoot(root);
-        const note = signCheckpoint({ origin: this.origin, size, root, time }, this.#opts.signer);
-        appendDurableSync(join(this.dir, CHECKPOINTS_FILE), `${note}\n`);
-        if (this.#opts.witnessDir)
-          appendDurableSync(join(this.#opts.witnessDir, witnessFileName(this.origin)), `${note}\n`);
-        this.#lastCheckpointSize = size;
-        this.emit('checkpoint', { size, root, note, time } satisfies CheckpointInfo);
-      } else {
-        this.#store.syncWithRoot(this.#tree.root());
+      // Synchronous: the logger releases its lock right after 'close'.
+      const head = this.#host.closeSync();
+      if (head.size !== this.#lastCheckpointSize) {
+        const info = this.#sign(head);
+        appendDurableSync(join(this.dir, CHECKPOINTS_FILE), `${info.note}\n`);
+        if (this.#opts.witnessDir) {
+          appendDurableSync(join(this.#opts.witnessDir, witnessFileName(this.origin)), `${info.note}\n`);
+        }
+        this.#lastCheckpointSize = head.size;
+        this.emit('checkpoint', info);
       }
     } catch (err) {
       this.#fail(err);
-    } finally {
-      this.#shutdown();
     }
   }
 
@@ -396,17 +296,9 @@ export class Transparency extends EventEmitter {
   async detach(): Promise<void> {
     while (this.#inFlight) await this.#inFlight;
     if (this.#closed) return;
-    try {
-      this.#store.syncWithRoot(this.#tree.root());
-    } finally {
-      this.#shutdown();
-    }
-  }
-
-  #shutdown(): void {
     this.#closed = true;
     this.#detach();
-    this.#store.close();
+    await this.#host.close();
   }
 
   #detach(): void {

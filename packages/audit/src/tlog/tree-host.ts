@@ -1,0 +1,164 @@
+/**
+ * Where a live trail's tree is kept (Tessera-style "log" layer between the store and the checkpoint
+ * writer). Two implementations behind one interface:
+ *
+ *  - {@link LocalTreeHost}: the tree in this thread (used inside the worker, and when workers are off);
+ *  - {@link WorkerTreeHost} (worker-host.ts): the same LocalTreeHost in a worker thread, so hashing the
+ *    records and writing tlog/ costs the logger's thread only a string join and a postMessage per batch.
+ */
+
+import { catchUpFromTrail } from './catch-up.js';
+import { TlogError } from './errors.js';
+import { MerkleTree, recordLeafHash } from './merkle.js';
+import { FileNodeStore } from './store.js';
+
+/** The tree state a checkpoint commits to. */
+export interface TreeHead {
+  size: number;
+  root: Buffer;
+}
+
+export interface TreeHost {
+  /** Opens the stored tree and catches up with the trail on disk. */
+  start(): Promise<{ size: number; caughtUp: number }>;
+  /** Appends durable records (consecutive seqs starting at `firstSeq`, hashes as 64-hex each, concatenated). */
+  append(firstSeq: number, hashesHex: string): void;
+  /** Makes the current tree durable (fsync) and returns its head. */
+  sync(): Promise<TreeHead>;
+  /** Synchronous final sync + close (the logger releases its lock right after 'close'). */
+  closeSync(): TreeHead;
+  /** Closes without a final sync of newer leaves than the last one (best effort). */
+  close(): Promise<void>;
+}
+
+const MAX_PENDING_NODES = 8192;
+
+/** The tree in this thread: a {@link MerkleTree} over the trail's {@link FileNodeStore}. */
+export class LocalTreeHost implements TreeHost {
+  readonly dir: string;
+  #store: FileNodeStore | undefined;
+  #tree: MerkleTree | undefined;
+  #catchingUp: Promise<void> | undefined;
+  #queued: { firstSeq: number; hex: string }[] = [];
+  #error: unknown;
+  #caughtUp = 0;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  get tree(): MerkleTree {
+    if (!this.#tree) throw new TlogError('TLOG_BAD_INPUT', 'tree host not started');
+    return this.#tree;
+  }
+
+  async start(): Promise<{ size: number; caughtUp: number }> {
+    const store = FileNodeStore.open(this.dir);
+    try {
+      this.#tree = new MerkleTree(store);
+      this.#store = store;
+      this.#caughtUp = await catchUpFromTrail(this.dir, this.#tree);
+    } catch (err) {
+      store.close();
+      this.#store = undefined;
+      throw err;
+    }
+    return { size: this.#tree.size, caughtUp: this.#caughtUp };
+  }
+
+  append(firstSeq: number, hashesHex: string): void {
+    if (this.#catchingUp) {
+      this.#queued.push({ firstSeq, hex: hashesHex });
+      return;
+    }
+    this.#apply(firstSeq, hashesHex);
+  }
+
+  #apply(firstSeq: number, hex: string): void {
+    const tree = this.tree;
+    const n = hex.length / 64;
+    if (!Number.isInteger(n))
+      throw new TlogError('TLOG_BAD_INPUT', 'append: hashes must be 64 hex characters each');
+    let i = Math.max(0, tree.size + 1 - firstSeq); // skip records the tree already holds
+    if (i < n && firstSeq + i !== tree.size + 1) {
+      // A gap: records became durable that we were not told about. Read them from the trail.
+      this.#queued.push({ firstSeq, hex });
+      this.#startCatchUp(firstSeq - 1);
+      return;
+    }
+    for (; i < n; i++) tree.appendLeafHash(recordLeafHash(hex.slice(i * 64, i * 64 + 64)));
+    const store = this.#store as FileNodeStore;
+    if (store.count(0) - store.durableSize > MAX_PENDING_NODES) store.flush();
+  }
+
+  #startCatchUp(upToSeq: number): void {
+    this.#catchingUp = (async () => {
+      try {
+        this.#caughtUp += await catchUpFromTrail(this.dir, this.tree, upToSeq);
+      } catch (err) {
+        this.#error = err;
+      } finally {
+        this.#catchingUp = undefined;
+      }
+      const q = this.#queued;
+      this.#queued = [];
+      for (const b of q) {
+        if (this.#catchingUp) this.#queued.push(b);
+        else this.#apply(b.firstSeq, b.hex);
+      }
+    })();
+  }
+
+  #throwIfFailed(): void {
+    if (this.#error) {
+      const e = this.#error;
+      this.#error = undefined;
+      throw e;
+    }
+  }
+
+  async sync(): Promise<TreeHead> {
+    while (this.#catchingUp) await this.#catchingUp;
+    this.#throwIfFailed();
+    const tree = this.tree;
+    const size = tree.size;
+    const root = tree.root();
+    await (this.#store as FileNodeStore).syncWithRootAsync(root);
+    return { size, root };
+  }
+
+  closeSync(): TreeHead {
+    this.#throwIfFailed();
+    if (this.#catchingUp) {
+      throw new TlogError(
+        'TLOG_IO',
+        'tree host: closed while catching up with the trail; no final checkpoint',
+      );
+    }
+    const tree = this.tree;
+    const head = { size: tree.size, root: tree.root() };
+    try {
+      (this.#store as FileNodeStore).syncWithRoot(head.root);
+    } finally {
+      this.#store?.close();
+      this.#store = undefined;
+    }
+    return head;
+  }
+
+  /** Waits for a catch-up in progress, then {@link closeSync}. */
+  async finish(): Promise<TreeHead> {
+    while (this.#catchingUp) await this.#catchingUp;
+    return this.closeSync();
+  }
+
+  async close(): Promise<void> {
+    while (this.#catchingUp) await this.#catchingUp;
+    try {
+      if (this.#store && this.#tree) this.#store.syncWithRoot(this.#tree.root());
+    } finally {
+      this.#store?.close();
+      this.#store = undefined;
+    }
+  }
+}

@@ -70,20 +70,17 @@ FormatRegistry.Set(TIMESTAMP_FORMAT, isRfc3339);
 FormatRegistry.Set(IP_FORMAT, isIp);
 FormatRegistry.Set(DIGEST_FORMAT, isDigest);
 
-function isLowerHex(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i);
-    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
-  }
-  return true;
-}
+// Sticky: tested from lastIndex to the end of the string, without slicing it.
+const HEX_TAIL = /[0-9a-f]+$/y;
 
 /** True when `s` matches {@link DIGEST_PATTERN}: `[<scheme>:[<digits>:]]<64 or 128 lower-case hex>`. */
 export function isDigest(s: string): boolean {
   const n = s.length;
   const p = s.lastIndexOf(':');
   const hexLen = n - p - 1;
-  if ((hexLen !== 64 && hexLen !== 128) || !isLowerHex(s, p + 1, n)) return false;
+  if (hexLen !== 64 && hexLen !== 128) return false;
+  HEX_TAIL.lastIndex = p + 1;
+  if (!HEX_TAIL.test(s)) return false;
   if (p === -1) return true;
   const q = s.indexOf(':');
   // scheme = [a-z0-9][a-z0-9-]{0,31}

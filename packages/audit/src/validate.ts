@@ -39,14 +39,20 @@ import { tryParseIp } from './ip.js';
 
 const MAX_KEYS_PER_OBJECT = 256;
 const MAX_VALUES = 4096;
+// Module-local copies of the limits (no property loads on the hot path).
+const MAX_DEPTH: number = LIMITS.depth;
+const MAX_ARRAY: number = LIMITS.array;
+const MAX_CHARS: number = LIMITS.totalChars;
 
 // ---------------------------------------------------------------------------------------------
 // Compilation (once, at import)
 // ---------------------------------------------------------------------------------------------
 //
 // Work is split so that nothing is checked twice:
-// - the walk (below) owns string characters, single-line fields, object keys (unknown fields, forbidden
-//   keys), plain-object/JSON-ness, depth and size; it is driven by a "shape" derived from the schema;
+// - the walk owns string characters, single-line fields, object keys (unknown fields, forbidden keys),
+//   plain-object/JSON-ness, depth and size. For every fixed-field object of a schema it runs a copy
+//   function generated from the schema (a `switch` over the known keys with constant property names,
+//   which V8 turns into fast named loads/stores); free-form objects and arrays use a generic walk;
 // - the compiled TypeBox check owns JSON types, required fields, lengths, enums, numbers and formats. It is
 //   compiled from a copy of the schema without `additionalProperties: false` on fixed-field objects and
 //   without the single-line pattern, since the walk has already enforced both.
@@ -58,19 +64,48 @@ enum K {
   String = 2,
   Any = 3,
 }
-type Shape =
-  | { k: K.Object; keys: Map<string, Shape> }
-  | { k: K.Array; items: Shape }
-  | { k: K.String; line: boolean }
-  | { k: K.Any };
+type CopyFn = (o: Record<string, unknown>, ctx: Ctx, depth: number) => Record<string, unknown>;
+interface ObjShape {
+  k: K.Object;
+  keys: Map<string, Shape>;
+  copy: CopyFn;
+}
+type Shape = ObjShape | { k: K.Array; items: Shape } | { k: K.String; line: boolean } | { k: K.Any };
 
 const ANY: Shape = { k: K.Any };
+const SCHEMA_KEY = /^[a-z_][a-z0-9_]*$/;
+
+function objShape(keys: Map<string, Shape>): ObjShape {
+  const subs: Shape[] = [];
+  let cases = '';
+  for (const [key, sub] of keys) {
+    if (!SCHEMA_KEY.test(key)) throw new Error(`validate: unexpected schema key ${key}`);
+    const q = JSON.stringify(key);
+    const line = sub.k === K.String && sub.line;
+    subs.push(sub);
+    cases +=
+      `case ${q}: { const x = o[${q}]; if (typeof x === 'string') { str(ctx, x, ${line}, ${q}); out[${q}] = x; }` +
+      ` else if (x !== undefined) out[${q}] = val(ctx, x, subs[${subs.length - 1}], depth, ${q}); break; }\n`;
+  }
+  const body =
+    'const names = Object.keys(o);\nconst out = {};\nfor (let i = 0; i < names.length; i++) {\n' +
+    `const k = names[i];\nswitch (k) {\n${cases}default: unknownKey(ctx, k);\n}\n}\nreturn out;`;
+  // Generated from our own schemas only (keys checked above); never from input.
+  const make = new Function(
+    'str',
+    'val',
+    'unknownKey',
+    'subs',
+    `return function copy(o, ctx, depth) {\n${body}\n}`,
+  );
+  return { k: K.Object, keys, copy: make(str, val, unknownKey, subs) as CopyFn };
+}
 
 function shapeOf(s: TSchema): Shape {
   if (s.type === 'object' && s.properties !== undefined && s.patternProperties === undefined) {
     const keys = new Map<string, Shape>();
     for (const [k, v] of Object.entries(s.properties as Record<string, TSchema>)) keys.set(k, shapeOf(v));
-    return { k: K.Object, keys };
+    return objShape(keys);
   }
   if (s.type === 'array' && s.items !== undefined) return { k: K.Array, items: shapeOf(s.items as TSchema) };
   if (s.type === 'string') return { k: K.String, line: s.pattern === SINGLE_LINE_PATTERN };
@@ -80,14 +115,17 @@ function shapeOf(s: TSchema): Shape {
       // A union of fixed-field objects (e.g. `result`): allow the union of their keys here; the compiled
       // check then holds the value to exactly one variant.
       const keys = new Map<string, Shape>();
-      for (const v of variants as { keys: Map<string, Shape> }[]) {
-        for (const [k, sub] of v.keys)
-          keys.set(k, keys.has(k) && keys.get(k) !== sub ? mergeShape(keys.get(k) as Shape, sub) : sub);
+      for (const v of variants as ObjShape[]) {
+        for (const [k, sub] of v.keys) {
+          const had = keys.get(k);
+          keys.set(k, had !== undefined && had !== sub ? mergeShape(had, sub) : sub);
+        }
       }
-      return { k: K.Object, keys };
+      return objShape(keys);
     }
-    if (variants.every((v) => v.k === K.String))
+    if (variants.every((v) => v.k === K.String)) {
       return { k: K.String, line: variants.every((v) => (v as { line: boolean }).line) };
+    }
     return ANY;
   }
   if (s.const !== undefined && typeof s.const === 'string') return { k: K.String, line: true };
@@ -116,21 +154,10 @@ function relaxed(s: TSchema): TSchema {
 }
 
 interface Compiled {
-  shape: { k: K.Object; keys: Map<string, Shape> };
+  shape: ObjShape;
   fast: TypeCheck<TSchema>;
   strict: TypeCheck<TObject>;
 }
-
-const COMPILED: ReadonlyMap<string, Compiled> = new Map(
-  Object.entries(EVENT_SCHEMAS).map(([type, schema]) => [
-    type,
-    {
-      shape: shapeOf(schema) as Compiled['shape'],
-      fast: TypeCompiler.Compile(relaxed(schema)),
-      strict: TypeCompiler.Compile(schema as TObject),
-    },
-  ]),
-);
 
 // Any character a string may not hold. With the `u` flag a well-formed surrogate pair is one code point
 // (>= U+10000) and does not match \uD800-\uDFFF, so that range only catches lone surrogates.
@@ -190,14 +217,47 @@ export function isSafeString(s: string): boolean {
   return !FORBIDDEN.test(s);
 }
 
+/** Slow path: says why `s` was refused (size budget, a forbidden character, or tab/newline in a single-line field). */
+function failString(ctx: Ctx, s: string, what: string): never {
+  if (ctx.chars > MAX_CHARS) fail(ctx, 'too-large', `strings add up to more than ${MAX_CHARS} characters`);
+  const v = stringViolation(s);
+  if (v !== undefined) fail(ctx, v.rule, `${what} ${v.detail}`);
+  return fail(ctx, 'pattern', `${what} must be a single line (no tab or newline)`);
+}
+
 function checkString(ctx: Ctx, s: string, line: boolean, what: string): void {
   ctx.chars += s.length;
-  if (ctx.chars > LIMITS.totalChars)
-    fail(ctx, 'too-large', `strings add up to more than ${LIMITS.totalChars} characters`);
-  if ((line ? FORBIDDEN_LINE : FORBIDDEN).test(s)) {
-    const v = stringViolation(s);
-    if (v !== undefined) fail(ctx, v.rule, `${what} ${v.detail}`);
-    fail(ctx, 'pattern', `${what} must be a single line (no tab or newline)`);
+  if (ctx.chars > MAX_CHARS || (line ? FORBIDDEN_LINE : FORBIDDEN).test(s)) failString(ctx, s, what);
+}
+
+/** A string field of a fixed-field object (called by generated code). */
+function str(ctx: Ctx, s: string, line: boolean, key: string): void {
+  ctx.chars += s.length;
+  if (ctx.chars > MAX_CHARS || (line ? FORBIDDEN_LINE : FORBIDDEN).test(s)) {
+    ctx.path.push(key);
+    failString(ctx, s, 'string');
+  }
+}
+
+/** A non-string field of a fixed-field object (called by generated code). */
+function val(ctx: Ctx, x: unknown, shape: Shape, depth: number, key: string): unknown {
+  ctx.path.push(key);
+  const r = copyValue(ctx, x, shape, depth);
+  ctx.path.pop();
+  return r;
+}
+
+/** A key that is not part of a fixed-field object (called by generated code). */
+function unknownKey(ctx: Ctx, k: string): never {
+  ctx.path.push(k);
+  checkString(ctx, k, true, 'key');
+  return fail(ctx, 'unknown-field', 'field is not part of this event type');
+}
+
+function checkPlain(ctx: Ctx, o: object): void {
+  const proto = Object.getPrototypeOf(o);
+  if (proto !== Object.prototype && proto !== null) {
+    fail(ctx, 'json-value', 'must be a plain object (not a class instance, Date, Map, Buffer, ...)');
   }
 }
 
@@ -214,9 +274,11 @@ function copyValue(ctx: Ctx, v: unknown, shape: Shape, depth: number): unknown {
       return v;
     case 'object':
       if (v === null) return v;
-      if (depth >= LIMITS.depth) fail(ctx, 'max-depth', `nested deeper than ${LIMITS.depth} levels`);
+      if (depth >= MAX_DEPTH) fail(ctx, 'max-depth', `nested deeper than ${MAX_DEPTH} levels`);
       if (Array.isArray(v)) return copyArray(ctx, v, shape.k === K.Array ? shape.items : ANY, depth + 1);
-      return copyObject(ctx, v, shape.k === K.Object ? shape.keys : undefined, depth + 1);
+      checkPlain(ctx, v);
+      if (shape.k === K.Object) return shape.copy(v as Record<string, unknown>, ctx, depth + 1);
+      return copyFreeForm(ctx, v, depth + 1);
     default:
       return fail(ctx, 'json-value', `${typeof v} is not a JSON value`);
   }
@@ -224,7 +286,7 @@ function copyValue(ctx: Ctx, v: unknown, shape: Shape, depth: number): unknown {
 
 function copyArray(ctx: Ctx, a: unknown[], items: Shape, depth: number): unknown[] {
   const n = a.length;
-  if (n > LIMITS.array) fail(ctx, 'max-items', `array longer than ${LIMITS.array} items`);
+  if (n > MAX_ARRAY) fail(ctx, 'max-items', `array longer than ${MAX_ARRAY} items`);
   const out = new Array<unknown>(n);
   for (let i = 0; i < n; i++) {
     ctx.path.push(i);
@@ -236,17 +298,8 @@ function copyArray(ctx: Ctx, a: unknown[], items: Shape, depth: number): unknown
   return out;
 }
 
-/** Copies a plain object; with `keys` (a fixed-field object) every key must be one of them. */
-function copyObject(
-  ctx: Ctx,
-  o: object,
-  keys: Map<string, Shape> | undefined,
-  depth: number,
-): Record<string, unknown> {
-  const proto = Object.getPrototypeOf(o);
-  if (proto !== Object.prototype && proto !== null) {
-    fail(ctx, 'json-value', 'must be a plain object (not a class instance, Date, Map, Buffer, ...)');
-  }
+/** Copies a free-form object (changes{}, query{}, or a value inside one): any keys but the forbidden ones. */
+function copyFreeForm(ctx: Ctx, o: object, depth: number): Record<string, unknown> {
   const names = Object.keys(o);
   if (names.length > MAX_KEYS_PER_OBJECT)
     fail(ctx, 'max-properties', `more than ${MAX_KEYS_PER_OBJECT} keys`);
@@ -254,24 +307,25 @@ function copyObject(
   for (let i = 0; i < names.length; i++) {
     const k = names[i] as string;
     ctx.path.push(k);
-    let sub: Shape = ANY;
-    if (keys !== undefined) {
-      const known = keys.get(k);
-      if (known === undefined) {
-        checkString(ctx, k, true, 'key');
-        fail(ctx, 'unknown-field', 'field is not part of this event type');
-      }
-      sub = known;
-    } else {
-      if (FORBIDDEN_KEYS.has(k)) fail(ctx, 'forbidden-key', `key ${k} is not allowed (prototype pollution)`);
-      checkString(ctx, k, true, 'key');
-    }
+    if (FORBIDDEN_KEYS.has(k)) fail(ctx, 'forbidden-key', `key ${k} is not allowed (prototype pollution)`);
+    checkString(ctx, k, true, 'key');
     const x = (o as Record<string, unknown>)[k];
-    if (x !== undefined) out[k] = copyValue(ctx, x, sub, depth);
+    if (x !== undefined) out[k] = copyValue(ctx, x, ANY, depth);
     ctx.path.pop();
   }
   return out;
 }
+
+const COMPILED: ReadonlyMap<string, Compiled> = new Map(
+  Object.entries(EVENT_SCHEMAS).map(([type, schema]) => [
+    type,
+    {
+      shape: shapeOf(schema) as ObjShape,
+      fast: TypeCompiler.Compile(relaxed(schema)),
+      strict: TypeCompiler.Compile(schema as TObject),
+    },
+  ]),
+);
 
 /**
  * Validates an audit event and returns a fresh, normalized copy of it (see module doc).
@@ -294,7 +348,8 @@ export function validateEvent(input: unknown): AuditEvent {
     throw new AuditValidationError(label, 'type', 'unknown-event-type', 'not a known audit event type');
   }
   const ctx: Ctx = { type: type as string, path: [], chars: 0, values: 0 };
-  const copy = copyObject(ctx, input, c.shape.keys, 0);
+  checkPlain(ctx, input);
+  const copy = c.shape.copy(input as Record<string, unknown>, ctx, 0);
   // The copy's `type` was read again by the walk; make sure it is the one we dispatched on.
   if (copy.type !== type) fail(ctx, 'unknown-event-type', '`type` changed while being read', ['type']);
   if (!c.fast.Check(copy)) explain(ctx, c.strict, copy);

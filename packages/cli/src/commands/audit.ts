@@ -31,6 +31,12 @@ import type { Command } from 'commander';
 import { errorText, formatBytes, formatMs, parseIntOption, styleFor, UsageError } from '../output.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE } from '../program.js';
 import { ProgressBar } from '../progress.js';
+import {
+  type CollectorCheckOptions,
+  collectorCheck,
+  collectorJson,
+  collectorLine,
+} from './audit/collector-check.js';
 import { readKeyFile } from './audit/key-file.js';
 
 function fail(cmd: string, err: unknown): void {
@@ -92,6 +98,9 @@ function where(f: VerifyFailure): string {
   return parts.join(' ');
 }
 
+/** `--collector`, `--provider`, `--collector-key`: see audit/collector-check.ts. */
+type VerifyFlags = { keyFile?: string; json?: boolean; progress?: boolean } & CollectorCheckOptions;
+
 function registerVerify(audit: Command): void {
   audit
     .command('verify')
@@ -103,8 +112,12 @@ function registerVerify(audit: Command): void {
     .option('--json', 'print a JSON report')
     .option('--progress', 'show progress on stderr even when it is not a terminal')
     .option('--no-progress', 'never show progress')
-    .action(async (dir: string, o: { keyFile?: string; json?: boolean; progress?: boolean }) => {
+    .option('--collector <url>', 'also compare with the platform collector at URL (needs --provider)')
+    .option('--provider <id>', 'provider id of this trail at the collector')
+    .option('--collector-key <key>', 'collector public key (base64, PEM, or a file) to check its signed head')
+    .action(async (dir: string, o: VerifyFlags) => {
       let report: VerifyReport;
+      let remote: Awaited<ReturnType<typeof collectorCheck>>;
       let bar: ProgressBar | null = null;
       try {
         const macKey = o.keyFile ? readKeyFile(o.keyFile) : undefined;
@@ -119,6 +132,7 @@ function registerVerify(audit: Command): void {
             : undefined,
         });
         (bar as ProgressBar | null)?.done();
+        remote = await collectorCheck(dir, o);
       } catch (e) {
         (bar as ProgressBar | null)?.done();
         fail('verify', e instanceof TrailReadError ? e.message : e);
@@ -133,10 +147,14 @@ function registerVerify(audit: Command): void {
           : io > 0
             ? EXIT_USAGE
             : EXIT_OK;
+      if (remote && !remote.ok && process.exitCode === EXIT_OK) process.exitCode = EXIT_CHECK_FAILED;
       if (o.json) {
-        process.stdout.write(`${JSON.stringify(verifyJson(report), null, 2)}\n`);
+        const doc = verifyJson(report);
+        if (remote) doc.collector = collectorJson(remote);
+        process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
         return;
       }
+      if (remote) process.stdout.write(`${collectorLine(remote)}\n`);
       const s = styleFor(process.stdout);
       const span =
         report.firstSeq !== null

@@ -259,7 +259,8 @@ export class VramManager {
   #state: ManagerState = 'open';
   #closing: Promise<void> | undefined;
   #stopReason: string | undefined;
-  #periodic: { stop(): Promise<void> } | undefined;
+  #periodic: PeriodicVerification | undefined;
+  #lastPeriodic: PeriodicVerification | undefined;
   #stats = { seals: 0, verifications: 0, sampleVerifications: 0, verificationFailures: 0, auditFailures: 0 };
   #auditLastError: string | undefined;
 
@@ -1075,8 +1076,14 @@ export class VramManager {
       },
     };
     this.#periodic = handle;
+    this.#lastPeriodic = handle;
     schedule();
     return handle;
+  }
+
+  /** Status of the current (or last) periodic verification schedule, if one was started. */
+  periodicStatus(): PeriodicVerificationStatus | undefined {
+    return this.#lastPeriodic?.status();
   }
 
   // ---------------------------------------------------------------------------------------------

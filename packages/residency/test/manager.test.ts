@@ -284,3 +284,25 @@ test('a manager that opened its backend by name closes it; every handle says sim
   await m.close();
   assert.equal(m.state, 'closed');
 });
+
+test('periodic sample verification: status through the handle and the manager', async () => {
+  const { m, audit, done } = await setup();
+  assert.equal(m.periodicStatus(), undefined);
+  await m.seal(pattern(8192));
+  assert.throws(() => m.startPeriodicVerification({ intervalMs: 5 }), { field: 'intervalMs' });
+  assert.throws(() => m.startPeriodicVerification({ intervalMs: 20, mode: 'both' as never }), {
+    field: 'mode',
+  });
+  const p = m.startPeriodicVerification({ intervalMs: 10, mode: 'sample', chunks: 2 });
+  for (let i = 0; i < 300 && p.status().runs < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(p.status().runs >= 2);
+  assert.equal(m.periodicStatus()?.mode, 'sample');
+  await p.stop();
+  const runs = p.status().runs;
+  await new Promise((r) => setTimeout(r, 40));
+  assert.equal(p.status().runs, runs, 'no run after stop()');
+  assert.equal(m.periodicStatus()?.running, false);
+  const samples = audit.of('seal.verified');
+  assert.ok(samples.length >= 2 && samples.every((e) => e.mode === 'sample' && e.chunks_checked === 2));
+  await done();
+});

@@ -78,10 +78,12 @@ export class AuditValidationError extends AuditError {
     readonly path: string,
     readonly rule: ValidationRule,
     detail: string,
+    opts: { cause?: unknown } = {},
   ) {
     super(
       'INVALID_EVENT',
       `invalid audit event ${eventType}: ${path || '<event>'} violates rule ${rule}: ${detail}`,
+      opts,
     );
   }
 }

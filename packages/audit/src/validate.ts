@@ -349,7 +349,20 @@ export function validateEvent(input: unknown): AuditEvent {
   }
   const ctx: Ctx = { type: type as string, path: [], chars: 0, values: 0 };
   checkPlain(ctx, input);
-  const copy = c.shape.copy(input as Record<string, unknown>, ctx, 0);
+  let copy: Record<string, unknown>;
+  try {
+    copy = c.shape.copy(input as Record<string, unknown>, ctx, 0);
+  } catch (e) {
+    if (e instanceof AuditValidationError) throw e;
+    // A getter or proxy trap threw (or a cycle overflowed the stack): not a JSON value.
+    throw new AuditValidationError(
+      ctx.type,
+      renderPath(ctx.path),
+      'json-value',
+      `reading the value failed (${e instanceof Error ? e.name : typeof e})`,
+      { cause: e },
+    );
+  }
   // The copy's `type` was read again by the walk; make sure it is the one we dispatched on.
   if (copy.type !== type) fail(ctx, 'unknown-event-type', '`type` changed while being read', ['type']);
   if (!c.fast.Check(copy)) explain(ctx, c.strict, copy);

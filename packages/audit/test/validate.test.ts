@@ -482,6 +482,15 @@ test('each property is read once: a getter or proxy cannot show the validator on
     },
   });
   rejects(p, { rule: 'unknown-event-type', path: 'type' });
+  const throwing = sample('authz.denied');
+  Object.defineProperty(throwing.actor, 'user_id', {
+    enumerable: true,
+    get() {
+      throw new Error('secret-token-in-getter');
+    },
+  });
+  const err = rejects(throwing, { rule: 'json-value', path: 'actor' }); // the object whose read failed
+  assert.ok(!err.message.includes('secret-token'), 'the thrown message is not copied into ours');
 });
 
 test('normalization: undefined fields are dropped; ip fields hold the canonical address', () => {

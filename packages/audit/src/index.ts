@@ -15,6 +15,7 @@ export type { AuditReceipt } from './queue.js';
 export * from './record.js';
 export * from './record-check.js';
 export { QUARANTINE_DIR, type RecoveredTail } from './recovery.js';
+export * from './retention.js';
 export * from './rfc3339.js';
 export * from './rotation.js';
 export * from './stats.js';

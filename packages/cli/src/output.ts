@@ -3,7 +3,6 @@
  * `--json` prints exactly one JSON document on stdout. Colour only when stdout is a TTY and
  * `NO_COLOR` is unset.
  */
-import type { Writable } from 'node:stream';
 
 const KIB = 1024;
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
@@ -67,16 +66,16 @@ export function table(headers: string[], rows: (string | number)[][]): string {
     .join('\n');
 }
 
-export function printJson(value: unknown, out: Writable = process.stdout): void {
+export function printJson(value: unknown, out: NodeJS.WritableStream = process.stdout): void {
   out.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
 /** One line per step: `✔ label  detail` or `✘ label  detail`. */
 export class StepPrinter {
-  readonly #out: Writable;
+  readonly #out: NodeJS.WritableStream;
   readonly #style: Style;
   readonly #quiet: boolean;
-  constructor(opts: { out?: Writable & { isTTY?: boolean }; quiet?: boolean } = {}) {
+  constructor(opts: { out?: NodeJS.WritableStream & { isTTY?: boolean }; quiet?: boolean } = {}) {
     this.#out = opts.out ?? process.stdout;
     this.#style = styleFor(opts.out ?? process.stdout);
     this.#quiet = opts.quiet ?? false;

@@ -43,6 +43,8 @@ export interface DemoOptions {
   size: number;
   json: boolean;
   keepModel?: boolean;
+  /** Where the report goes (default stdout; progress always goes to stderr). */
+  out?: NodeJS.WritableStream & { isTTY?: boolean };
   /** Tests only: sabotage a step to prove the demo notices (e.g. skip the corruption → exit 1). */
   testHooks?: { skipCorruption?: boolean };
 }
@@ -94,7 +96,8 @@ async function readRecords(dir: string): Promise<Array<{ seq: number; event: Rec
 
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const human = !opts.json;
-  const p = new StepPrinter({ quiet: !human });
+  const out = opts.out ?? process.stdout;
+  const p = new StepPrinter({ quiet: !human, out });
   const steps: DemoStep[] = [];
   const step = (name: string, ok: boolean, detail: string, ms?: number) => {
     steps.push({ name, ok, detail, ...(ms === undefined ? {} : { ms: Math.round(ms * 10) / 10 }) });
@@ -333,7 +336,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const failed = steps.filter((s) => !s.ok);
     const ok = failed.length === 0;
     const ms = performance.now() - t0;
-    if (opts.json) printJson({ ok, ...json, steps, seconds: Math.round(ms) / 1000 });
+    if (opts.json) printJson({ ok, ...json, steps, seconds: Math.round(ms) / 1000 }, out);
     else {
       p.line();
       if (ok)

@@ -196,7 +196,7 @@ export async function applyRetention(
       await r.durable;
       await log.mutateManifest((mm) => {
         const x = mm.files.find((f) => f.name === e.name);
-        if (!x || x.state !== 'closed') return;
+        if (x?.state !== 'closed') return;
         x.state = 'archived';
         x.archive = `${e.name}.gz`;
       });

@@ -49,18 +49,33 @@ test('no filter: every record in seq order, across plain, archived and open file
 });
 
 test('filters: types (exact and prefix), actor, shard, customer, resource, and their AND', async () => {
-  assert.deepEqual(await seqs(t.dir, { types: ['seal.verified'] }), range(1, 40, (s) => s % 4 === 0));
+  assert.deepEqual(
+    await seqs(t.dir, { types: ['seal.verified'] }),
+    range(1, 40, (s) => s % 4 === 0),
+  );
   assert.deepEqual(
     await seqs(t.dir, { types: ['vram.sealed', 'auth.*'] }),
     range(1, 40, (s) => s % 4 === 1 || s % 4 === 2),
   );
   // auth.success actor alternates alice (odd seq) / bob (even seq); auth.success is seq % 4 === 2.
-  assert.deepEqual(await seqs(t.dir, { actor: 'bob' }), range(1, 40, (s) => s % 4 === 2));
+  assert.deepEqual(
+    await seqs(t.dir, { actor: 'bob' }),
+    range(1, 40, (s) => s % 4 === 2),
+  );
   assert.deepEqual(await seqs(t.dir, { actor: 'alice' }), []);
-  assert.deepEqual(await seqs(t.dir, { shardId: 'shard-2' }), range(1, 40, (s) => s % 4 <= 1 && s % 3 === 2));
-  assert.deepEqual(await seqs(t.dir, { customerId: 'cust-1' }), range(1, 40, (s) => s % 4 === 3 && s % 2 === 1));
+  assert.deepEqual(
+    await seqs(t.dir, { shardId: 'shard-2' }),
+    range(1, 40, (s) => s % 4 <= 1 && s % 3 === 2),
+  );
+  assert.deepEqual(
+    await seqs(t.dir, { customerId: 'cust-1' }),
+    range(1, 40, (s) => s % 4 === 3 && s % 2 === 1),
+  );
   assert.deepEqual(await seqs(t.dir, { resourceId: 'job-7' }), [7]);
-  assert.deepEqual(await seqs(t.dir, { types: ['vram.sealed'], shardId: 'shard-0' }), range(1, 40, (s) => s % 4 === 1 && s % 3 === 0));
+  assert.deepEqual(
+    await seqs(t.dir, { types: ['vram.sealed'], shardId: 'shard-0' }),
+    range(1, 40, (s) => s % 4 === 1 && s % 3 === 0),
+  );
 });
 
 test('since/until (since inclusive, until exclusive) and limit', async () => {

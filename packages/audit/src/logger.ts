@@ -479,7 +479,10 @@ export class AuditLogger {
         this.#seal(batch);
         this.#s.batches++;
         try {
-          await trail.append(batch, this.#onDurable);
+          const io = trail.append(batch, this.#onDurable);
+          // While the write and fdatasync are in flight, seal what queued up behind this batch.
+          if (this.#q.length > batch.length) this.#seal(this.#q.peek(this.#maxBatch, batch.length));
+          await io;
         } catch (e) {
           this.#onIoError(e);
           break;

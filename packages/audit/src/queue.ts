@@ -191,9 +191,9 @@ export class RecordQueue {
     return this.#a[this.#head];
   }
 
-  /** Up to `max` oldest records (not removed). */
-  peek(max: number): PendingRecord[] {
-    return this.#a.slice(this.#head, this.#head + max);
+  /** Up to `max` oldest records (not removed), skipping the first `skip`. */
+  peek(max: number, skip = 0): PendingRecord[] {
+    return this.#a.slice(this.#head + skip, this.#head + skip + max);
   }
 
   /** Removes and returns the oldest record. */

@@ -304,8 +304,13 @@ export class AuditLogger {
     }
     logger.#installExitHook();
     if (o.mode === 'platform' && o.platform) {
-      const { attachShipper } = await import('./platform/attach.js');
-      await attachShipper(logger, o.platform);
+      try {
+        const { attachShipper } = await import('./platform/attach.js');
+        await attachShipper(logger, o.platform);
+      } catch (e) {
+        await logger.close().catch(() => {});
+        throw e;
+      }
     }
     for (const r of trail.recovered) {
       logger.#s.recovered++;

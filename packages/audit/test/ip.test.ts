@@ -88,10 +88,8 @@ test('property: any 128-bit address round-trips through its RFC 5952 text; text 
         const mapped = groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff;
         if (mapped) {
           assert.equal(p.version, 4);
-          assert.equal(
-            p.address,
-            `${groups[6] >> 8}.${groups[6] & 255}.${groups[7] >> 8}.${groups[7] & 255}`,
-          );
+          const [g6, g7] = [groups[6] as number, groups[7] as number];
+          assert.equal(p.address, `${g6 >> 8}.${g6 & 255}.${g7 >> 8}.${g7 & 255}`);
         } else {
           assert.equal(p.address, text);
           const bytes = groups.flatMap((g) => [g >> 8, g & 255]);

@@ -173,7 +173,8 @@ test('property: the string rules agree with an independent oracle on arbitrary U
       const rule = oracle(s);
       assert.equal(isSafeString(s), rule === undefined);
       assert.equal(stringViolation(s)?.rule, rule);
-      if (rule === undefined) assert.equal(validateEvent(e).attempted_path, s);
+      if (rule === undefined)
+        assert.equal((validateEvent(e) as { attempted_path: string }).attempted_path, s);
       else rejects(e, { path: 'attempted_path', rule });
     }),
     { numRuns: RUNS * 2 },
@@ -202,7 +203,7 @@ test('property: escapeForAudit makes any string acceptable as free text, and is 
 test('tab and newline: allowed in free text, refused in identifiers, paths and enums', () => {
   const e = sample('security.policy_violation');
   e.details = 'line 1\n\tline 2';
-  assert.equal(validateEvent(e).details, 'line 1\n\tline 2');
+  assert.equal((validateEvent(e) as { details: string }).details, 'line 1\n\tline 2');
   for (const [t, path] of [
     ['security.policy_violation', ['worker_id']],
     ['auth.success', ['path']],

@@ -70,3 +70,20 @@ test('devices: bad --backend is a usage error', () => {
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--backend: must be auto, cuda or simulated/);
 });
+
+test('bench --list --json names the benchmarks and whether each is present; unknown name → exit 2', () => {
+  const list = spawnSync(process.execPath, [BIN, 'bench', '--list', '--json'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(list.status, 0, list.stderr);
+  const rows = JSON.parse(list.stdout) as Array<{ name: string; present: boolean; path: string }>;
+  assert.deepEqual(
+    rows.map((r) => r.name),
+    ['audit', 'vram', 'collector'],
+  );
+  for (const r of rows) assert.equal(r.present, existsSync(join(REPO, r.path)), r.name);
+  const bad = spawnSync(process.execPath, [BIN, 'bench', 'nope'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /unknown benchmark nope/);
+});

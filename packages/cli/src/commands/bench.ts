@@ -30,7 +30,11 @@ export const BENCHES: readonly BenchSpec[] = [
     path: 'packages/residency/bench/vram.ts',
     what: 'residency: seal, digest and verification throughput',
   },
-  { name: 'collector', path: 'packages/collector/bench', what: 'central collector ingest and query' },
+  {
+    name: 'collector',
+    path: 'packages/collector/bench/load.ts',
+    what: 'central collector: signed batch ingest over HTTP into PostgreSQL',
+  },
 ];
 
 /** The repository root (this file is packages/cli/{src,dist}/commands/bench.{ts,js}). */
@@ -82,8 +86,11 @@ export function register(program: Command): void {
     .argument('[names...]', `benchmarks to run: ${BENCHES.map((b) => b.name).join(', ')} (default: all)`)
     .option('--json', 'collect each benchmark’s --json output into one JSON document')
     .option('--list', 'list the benchmarks and whether each is present')
-    .option('--quick', 'pass --quick to each benchmark (smaller runs, where supported)')
-    .action(async (names: string[], opts: { json?: boolean; list?: boolean; quick?: boolean }) => {
+    .option(
+      '--bench-args <args>',
+      'extra arguments for each benchmark, space-separated (e.g. "--events 100000")',
+    )
+    .action(async (names: string[], opts: { json?: boolean; list?: boolean; benchArgs?: string }) => {
       const root = repoRoot();
       const unknown = names.filter((n) => !BENCHES.some((b) => b.name === n));
       if (unknown.length) {
@@ -105,7 +112,8 @@ export function register(program: Command): void {
         process.exitCode = EXIT_OK;
         return;
       }
-      const args = [...(opts.json ? ['--json'] : []), ...(opts.quick ? ['--quick'] : [])];
+      const extra = (opts.benchArgs ?? '').split(/\s+/).filter(Boolean);
+      const args = [...(opts.json ? ['--json'] : []), ...extra];
       const report: Array<Record<string, unknown>> = [];
       let failed = 0;
       let ran = 0;

@@ -202,7 +202,12 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       `shard ${shard.shard_id} on ${shard.backend} device ${shard.gpu_device}: ${formatBytes(shard.vram_bytes)} in ${formatMs(sealMs)} — ${formatRate(shard.vram_bytes, sealMs)} (read + copy + on-device digest + SHA-256 check)`,
       sealMs,
     );
-    p.detail(`digest ${shard.digest}`);
+    p.detail(`handle ${JSON.stringify(shard)}`);
+    p.detail(
+      p.style.dim(
+        '(public fields only: the HMAC-SHA256 seal and the device pointer never leave the manager)',
+      ),
+    );
 
     // 5. full verification
     const full = await res.verify(shard.shard_id, 'full', 0);

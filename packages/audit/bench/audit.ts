@@ -9,11 +9,14 @@
  *   - raw fdatasync latency of the disk, for context.
  * Numbers are events/s; nothing here is asserted.
  */
+
+import { randomUUID } from 'node:crypto';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { type AuditEvent, AuditLogger } from '../src/index.js';
+import { type AuditEvent, AuditLogger, validateEvent } from '../src/index.js';
+import { fastCanonicalize, RecordSealer } from '../src/sealer.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -192,6 +195,31 @@ function rawFsync(): number {
   return ms;
 }
 
+/** Per-event CPU cost of each step (µs), to show where the time goes. */
+function breakdown(): Record<string, number> {
+  const K = 20_000;
+  const ev = event(1);
+  const v = validateEvent(ev);
+  const j = fastCanonicalize(v);
+  const sealer = new RecordSealer('bench', KEY);
+  const id = randomUUID();
+  const steps: Record<string, () => unknown> = {
+    'JSON.stringify (what pino does per event)': () => JSON.stringify(ev),
+    validateEvent: () => validateEvent(ev),
+    'canonicalize (RFC 8785)': () => fastCanonicalize(v),
+    randomUUID: () => randomUUID(),
+    'seal: hash + HMAC + line': () => sealer.seal(1, id, '2026-11-27T04:00:00.000Z', j, 'ab'.repeat(32)),
+  };
+  const out: Record<string, number> = {};
+  for (const [name, f] of Object.entries(steps)) {
+    for (let i = 0; i < 2000; i++) f();
+    const t0 = performance.now();
+    for (let i = 0; i < K; i++) f();
+    out[name] = ((performance.now() - t0) * 1000) / K;
+  }
+  return out;
+}
+
 const load0 = loadavg()[0];
 const fsyncMs = rawFsync();
 await benchPino(false);
@@ -201,6 +229,7 @@ await benchImmediate(1);
 await benchImmediate(64);
 const emitLocal = await benchEmitCost('local');
 const emitDisabled = await benchEmitCost('disabled');
+const costs = breakdown();
 rmSync(root, { recursive: true, force: true });
 
 const pinoBest = Math.max(...rows.filter((r) => r.name.startsWith('pino')).map((r) => r.eventsPerSec));
@@ -218,6 +247,7 @@ const result = {
   rawFdatasyncMs: fsyncMs,
   rows,
   emitCostUs: { batched: emitLocal, disabled: emitDisabled },
+  stepCostUs: costs,
   targets: {
     batchedVsPino: { ratio: batched.eventsPerSec / pinoBest, target: 1.0 },
     immediate64: { eventsPerSec: imm64.eventsPerSec, target: 100_000 },
@@ -245,6 +275,10 @@ if (JSON_OUT) {
   console.log(
     `emit() caller cost, disabled: p50 ${emitDisabled.p50.toFixed(3)} µs  p99 ${emitDisabled.p99.toFixed(3)} µs`,
   );
+  console.log('');
+  console.log('CPU per event, by step:');
+  for (const [k, us] of Object.entries(costs))
+    console.log(`  ${k.padEnd(44)} ${us.toFixed(2).padStart(7)} µs`);
   console.log('');
   const t = result.targets;
   const ok = (b: boolean) => (b ? 'met' : 'MISSED');

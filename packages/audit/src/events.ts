@@ -76,24 +76,28 @@ const HEX_TAIL = /[0-9a-f]+$/y;
 /** True when `s` matches {@link DIGEST_PATTERN}: `[<scheme>:[<digits>:]]<64 or 128 lower-case hex>`. */
 export function isDigest(s: string): boolean {
   const n = s.length;
-  const p = s.lastIndexOf(':');
-  const hexLen = n - p - 1;
-  if (hexLen !== 64 && hexLen !== 128) return false;
+  // The hex part is the last 64 or 128 characters; a ':' can only stand right before it.
+  let p: number;
+  if (n > 64 && s.charCodeAt(n - 65) === 0x3a) p = n - 65;
+  else if (n > 128 && s.charCodeAt(n - 129) === 0x3a) p = n - 129;
+  else if (n === 64 || n === 128) p = -1;
+  else return false;
   HEX_TAIL.lastIndex = p + 1;
   if (!HEX_TAIL.test(s)) return false;
   if (p === -1) return true;
-  const q = s.indexOf(':');
-  // scheme = [a-z0-9][a-z0-9-]{0,31}
-  if (q < 1 || q > 32) return false;
-  for (let i = 0; i < q; i++) {
+  // scheme = [a-z0-9][a-z0-9-]{0,31}, then ':' and optionally parameter = [0-9]{1,9} and ':'
+  let i = 0;
+  for (; i < p; i++) {
     const c = s.charCodeAt(i);
+    if (c === 0x3a) break;
     if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || (c === 0x2d && i > 0))) return false;
   }
-  if (q === p) return true;
-  // parameter = [0-9]{1,9}
-  if (p - q - 1 < 1 || p - q - 1 > 9) return false;
-  for (let i = q + 1; i < p; i++) {
-    const c = s.charCodeAt(i);
+  if (i === 0 || i > 32) return false;
+  if (i === p) return true;
+  const digits = p - i - 1;
+  if (digits < 1 || digits > 9) return false;
+  for (let j = i + 1; j < p; j++) {
+    const c = s.charCodeAt(j);
     if (c < 0x30 || c > 0x39) return false;
   }
   return true;

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { TSchema } from '@sinclair/typebox';
+import fc from 'fast-check';
 import { AuditValidationError } from '../src/errors.js';
 import {
   AUDIT_EVENT_TYPES,
   type AuditEvent,
   CRITICAL_EVENT_TYPES,
+  DIGEST_PATTERN,
   EVENT_CATALOG,
   EVENT_SCHEMAS,
   isAuditEventType,
@@ -274,4 +276,57 @@ test('types: per-type interfaces narrow by `type`', () => {
   }
   const all: AuditEvent[] = AUDIT_EVENT_TYPES.map((t) => validateEvent(sample(t)));
   assert.equal(all.length, AUDIT_EVENT_TYPES.length);
+});
+
+test('property: isDigest (hand-written, no regex backtracking) agrees with DIGEST_PATTERN', () => {
+  const re = new RegExp(DIGEST_PATTERN);
+  const piece = fc.constantFrom(
+    'a',
+    'z',
+    '0',
+    '9',
+    '-',
+    ':',
+    'A',
+    '_',
+    'f',
+    '12',
+    'sha256',
+    'sha256-merkle-v1',
+  );
+  const pureHex = fc
+    .constantFrom(63, 64, 65, 127, 128, 129)
+    .chain((n) =>
+      fc.string({ minLength: n, maxLength: n, unit: fc.constantFrom(...'0123456789abcdef'.split('')) }),
+    );
+  // mostly well-formed hex; sometimes one character replaced by a non-hex one
+  const hex = fc.oneof(
+    pureHex,
+    fc.tuple(pureHex, fc.nat(), fc.constantFrom('g', ':', 'A', '-')).map(([h, i, c]) => {
+      const at = i % h.length;
+      return h.slice(0, at) + c + h.slice(at + 1);
+    }),
+  );
+  const prefix = fc.oneof(
+    fc.array(piece, { maxLength: 8 }).map((p) => p.join('')),
+    fc.constantFrom(
+      '',
+      'sha256:',
+      'sha256-merkle-v1:16384:',
+      'x:1:',
+      `${'s'.repeat(32)}:`,
+      `${'s'.repeat(33)}:`,
+    ),
+  );
+  let matched = 0;
+  fc.assert(
+    fc.property(prefix, hex, (pre, h) => {
+      const s = pre + h;
+      const want = re.test(s);
+      assert.equal(isDigest(s), want, s);
+      if (want) matched++;
+    }),
+    { numRuns: 1000 },
+  );
+  assert.ok(matched > 50, `generator too weak: only ${matched} valid digests`);
 });

@@ -4,14 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { AuditLogger, loadSignerKey, Transparency } from '@vramseal/audit';
-import { Command } from 'commander';
-import { register } from '../src/commands/tlog.js';
+import { buildProgram } from '../src/program.js';
 
-/** Runs `vramseal audit ...` in-process with the transparency commands; captures stdout/stderr. */
+/** Runs `vramseal audit ...` in-process (the real command tree); captures stdout/stderr. */
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const program = new Command('vramseal').exitOverride();
+  const program = buildProgram();
   program.configureOutput({ writeOut: () => {}, writeErr: () => {} });
-  register(program);
   let out = '';
   let err = '';
   const ow = process.stdout.write.bind(process.stdout);
@@ -150,13 +148,43 @@ test('vramseal audit keygen / prove / consistency / verify-proof / check-checkpo
     assert.equal(cv.code, 0, cv.out);
     assert.match(cv.out, /is a prefix of/);
 
-    // check-checkpoint: ok, then truncated.
+    // check-checkpoint and audit verify --checkpoint: ok, then truncated.
+    const v0 = await cli([
+      'verify',
+      dir,
+      '--checkpoint',
+      wfile,
+      '--public-key',
+      `${prefix}.pub`,
+      '--no-progress',
+    ]);
+    assert.equal(v0.code, 0, v0.out + v0.err);
     const cc = await cli(['check-checkpoint', dir, '--checkpoint', wfile, '--public-key', `${prefix}.pub`]);
     assert.equal(cc.code, 0, cc.out);
     const file = fs.readdirSync(dir).find((f) => f.endsWith('.audit')) as string;
     const lines = fs.readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean);
     fs.chmodSync(join(dir, file), 0o600);
     fs.writeFileSync(join(dir, file), `${lines.slice(0, -2).join('\n')}\n`);
+    // `audit verify` with the witnessed checkpoint: the chain of the cut trail still verifies, the
+    // checkpoint catches the truncation (exit 1, its own failure kind).
+    const vf = await cli([
+      'verify',
+      dir,
+      '--checkpoint',
+      wfile,
+      '--public-key',
+      `${prefix}.pub`,
+      '--json',
+      '--no-progress',
+    ]);
+    assert.equal(vf.code, 1, vf.out + vf.err);
+    const vj = JSON.parse(vf.out) as { ok: boolean; failures: { kind: string }[] };
+    assert.equal(vj.ok, false);
+    assert.ok(
+      vj.failures.some((f) => f.kind === 'truncated_trail'),
+      JSON.stringify(vj.failures),
+    );
+    assert.equal((await cli(['verify', dir, '--checkpoint', wfile])).code, 2, '--public-key is required');
     const tr = await cli([
       'check-checkpoint',
       dir,

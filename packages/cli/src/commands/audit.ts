@@ -38,6 +38,12 @@ import {
   collectorLine,
 } from './audit/collector-check.js';
 import { readKeyFile } from './audit/key-file.js';
+import {
+  addCheckpointOptions,
+  type CheckpointVerifyFlags,
+  registerTlogCommands,
+  verifyAgainstCheckpoint,
+} from './tlog.js';
 
 function fail(cmd: string, err: unknown): void {
   process.stderr.write(`vramseal audit ${cmd}: ${errorText(err)}\n`);
@@ -59,6 +65,7 @@ export function register(program: Command): void {
   registerEmit(audit);
   registerTail(audit);
   registerStats(audit);
+  registerTlogCommands(audit); // transparency (issue 8): keygen, prove, consistency, verify-proof, check-checkpoint
 }
 
 // ─── verify ────────────────────────────────────────────────────────────────────────────────────────
@@ -99,10 +106,11 @@ function where(f: VerifyFailure): string {
 }
 
 /** `--collector`, `--provider`, `--collector-key`: see audit/collector-check.ts. */
-type VerifyFlags = { keyFile?: string; json?: boolean; progress?: boolean } & CollectorCheckOptions;
+type VerifyFlags = { keyFile?: string; json?: boolean; progress?: boolean } & CollectorCheckOptions &
+  CheckpointVerifyFlags;
 
 function registerVerify(audit: Command): void {
-  audit
+  const verify = audit
     .command('verify')
     .description(
       'verify a trail offline: hashes, chain, seq, MACs, checksums, manifest (exit 0 intact, 1 damaged)',
@@ -114,7 +122,11 @@ function registerVerify(audit: Command): void {
     .option('--no-progress', 'never show progress')
     .option('--collector <url>', 'also compare with the platform collector at URL (needs --provider)')
     .option('--provider <id>', 'provider id of this trail at the collector')
-    .option('--collector-key <key>', 'collector public key (base64, PEM, or a file) to check its signed head')
+    .option(
+      '--collector-key <key>',
+      'collector public key (base64, PEM, or a file) to check its signed head',
+    );
+  addCheckpointOptions(verify) // transparency (issue 8): --checkpoint F --public-key K
     .action(async (dir: string, o: VerifyFlags) => {
       let report: VerifyReport;
       let remote: Awaited<ReturnType<typeof collectorCheck>>;
@@ -133,6 +145,12 @@ function registerVerify(audit: Command): void {
         });
         (bar as ProgressBar | null)?.done();
         remote = await collectorCheck(dir, o);
+        // ── transparency (issue 8): the trail against a signed checkpoint (truncation, rewrites) ──
+        const cp = await verifyAgainstCheckpoint(dir, o);
+        if (cp) {
+          report.failures.push(...(cp.failures as unknown as VerifyFailure[]));
+          report.ok &&= cp.ok;
+        }
       } catch (e) {
         (bar as ProgressBar | null)?.done();
         fail('verify', e instanceof TrailReadError ? e.message : e);

@@ -327,13 +327,50 @@ export function registerTlogCommands(audit: Command): void {
     );
 }
 
+/** Options `audit verify` gains for the transparency check (see {@link verifyAgainstCheckpoint}). */
+export interface CheckpointVerifyFlags {
+  checkpoint?: string;
+  publicKey?: string;
+  keyName?: string;
+  origin?: string;
+}
+
+/** Adds `--checkpoint F --public-key F [--key-name N] [--origin O]` to `audit verify`. */
+export function addCheckpointOptions(verify: Command): Command {
+  return verify
+    .option(
+      '--checkpoint <file>',
+      'also check against this signed (witnessed) checkpoint: detects truncation and rewrites',
+    )
+    .option('--public-key <file>', 'verifier key of the checkpoint signer (with --checkpoint)')
+    .option('--key-name <name>', 'key name, when --public-key is a PEM file')
+    .option('--origin <origin>', 'require this checkpoint origin (e.g. vramseal/<service id>)');
+}
+
 /**
- * Registers the transparency commands under the `audit` group, creating the group if no one has yet.
- * (Prefer calling {@link registerTlogCommands} from the audit group's own register function.)
+ * The transparency part of `audit verify`: null without --checkpoint; throws a usage error when the
+ * flags are incomplete or the files unreadable. Failures have the verifier's shape
+ * (kinds `truncated_trail`, `history_rewritten`, `checkpoint_invalid`).
  */
-export function register(program: Command): void {
-  const audit =
-    program.commands.find((c) => c.name() === 'audit') ??
-    program.command('audit').description('audit trail tools');
-  registerTlogCommands(audit);
+export async function verifyAgainstCheckpoint(
+  dir: string,
+  o: CheckpointVerifyFlags,
+): Promise<{
+  ok: boolean;
+  failures: {
+    kind: string;
+    file: string | null;
+    line: number | null;
+    seq: number | null;
+    message: string;
+    lastSeq?: number;
+  }[];
+} | null> {
+  if (!o.checkpoint && !o.publicKey) return null;
+  if (!o.checkpoint || !o.publicKey)
+    throw new TlogError('TLOG_BAD_INPUT', '--checkpoint and --public-key go together');
+  const key = loadVerifierKey(o.publicKey, o.keyName);
+  const note = loadCheckpointFile(o.checkpoint);
+  const r = await checkAgainstCheckpoint(dir, note, key, o.origin ? { origin: o.origin } : {});
+  return { ok: r.ok, failures: r.failures };
 }

@@ -48,6 +48,37 @@ const RECORD_KEYS = new Set([
   'mac',
 ]);
 
+/**
+ * True when `line` is the RFC 8785 (JCS) text of `v` (= JSON.parse(line)). Fast path: when every
+ * object's keys already iterate in JCS order (UTF-16 code-unit order, RFC 8785 §3.2.3),
+ * JCS(v) is exactly JSON.stringify(v) — same number (§3.2.2.3) and string (§3.2.2.2) serialization.
+ * Otherwise (e.g. integer-like keys, which JS iterates numerically) fall back to canonicalize().
+ */
+export function isCanonicalLine(v: unknown, line: string): boolean {
+  if (keysInJcsOrder(v, 0)) return JSON.stringify(v) === line;
+  try {
+    return canonicalize(v) === line;
+  } catch {
+    return false;
+  }
+}
+
+function keysInJcsOrder(v: unknown, depth: number): boolean {
+  if (typeof v !== 'object' || v === null) return true;
+  if (depth > 64) return false;
+  if (Array.isArray(v)) {
+    for (const x of v) if (!keysInJcsOrder(x, depth + 1)) return false;
+    return true;
+  }
+  let prev: string | undefined;
+  for (const k in v) {
+    if (prev !== undefined && !(prev < k)) return false;
+    prev = k;
+    if (!keysInJcsOrder((v as Record<string, unknown>)[k], depth + 1)) return false;
+  }
+  return true;
+}
+
 function str(v: unknown): string | null {
   return typeof v === 'string' ? v : null;
 }
@@ -116,13 +147,7 @@ export function parseBatchRecords(b: SignedBatch): ParsedRecord[] {
     const ev = r.event as Record<string, unknown> | null;
     if (typeof ev !== 'object' || ev === null || Array.isArray(ev) || typeof ev.type !== 'string')
       throw bad('event must be an object with a string type');
-    let canon: string;
-    try {
-      canon = canonicalize(r);
-    } catch {
-      throw bad('not canonicalizable');
-    }
-    if (canon !== line) throw bad('line is not the RFC 8785 canonical form of the record');
+    if (!isCanonicalLine(r, line)) throw bad('line is not the RFC 8785 canonical form of the record');
     // The canonical line minus its "hash" (and "mac") members is exactly the hashed body (FORMAT.md
     // §Record): JCS orders keys audit_id, event, hash, mac, prev_hash, seq, service_id, time, v.
     const tail = `"prev_hash":"${r.prev_hash}","seq":${seq},"service_id":${JSON.stringify(r.service_id)},"time":"${r.time}","v":1}`;

@@ -11,10 +11,12 @@
  */
 import { constants as C } from 'node:fs';
 import { type FileHandle, lstat, open, readdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { GENESIS_HASH } from './record.js';
-import { type CheckedRecord, checkRecordLine, MacChecker } from './record-check.js';
+import { checkRecordLine, MacChecker } from './record-check.js';
 import { DEFAULT_MAX_LINE_BYTES, type FileScan, scanTrailFile } from './trail-reader.js';
+import { type RecordLite, type ScanJob, VerifyPool } from './verify-pool.js';
 
 /** What kind of damage a {@link VerifyFailure} reports. */
 export type VerifyFailureKind =
@@ -83,6 +85,11 @@ export interface VerifyOptions {
   maxFailures?: number;
   /** Called after each chunk read (about every MiB) and once per file. */
   onProgress?: (p: VerifyProgress) => void;
+  /**
+   * Worker threads that read and hash files in parallel (0 = all on the calling thread). Default:
+   * min(CPUs, 4) when the trail holds at least 64 MiB and there is more than one CPU, else 0.
+   */
+  concurrency?: number;
 }
 
 export interface VerifyReport {
@@ -123,6 +130,8 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const MAX_MANIFEST_BYTES = 64 << 20;
 const MAX_SIDECAR_BYTES = 4096;
 const MAX_GAPS = 16;
+/** Trails at least this large are verified with worker threads by default. */
+const AUTO_PARALLEL_BYTES = 64 << 20;
 
 /** Sort key for record files: by UTC date, then rotation index (none = 0). */
 export function compareRecordFileNames(a: string, b: string): number {
@@ -366,10 +375,11 @@ class ChainChecker {
     this.#firstReason.set(f, reason);
   }
 
-  record(file: string, line: number, r: CheckedRecord): void {
+  /** A well-formed record; `macKnown` is its MAC check when already done (by a worker). */
+  record(file: string, line: number, r: RecordLite, macKnown?: boolean): void {
     const w = this.deletionWitness.get(r.seq);
     if (w && r.hashOk) {
-      const e = r.event;
+      const e = r.event ?? {};
       const d = w.entry;
       w.seen =
         e.type === 'audit.file_deleted' &&
@@ -404,7 +414,7 @@ class ChainChecker {
       }
       return;
     }
-    const macOk = this.mac ? this.mac.matches(r.hash, r.mac) : true;
+    const macOk = this.mac ? (macKnown ?? this.mac.matches(r.hash, r.mac)) : true;
     let exp = this.#expSeq();
     if (r.seq >= exp) {
       this.#settleAlt(r.prevHash);
@@ -607,8 +617,8 @@ interface PlanItem {
 /** Per-file facts gathered while scanning. */
 interface FileFacts {
   records: number;
-  first: CheckedRecord | null;
-  last: CheckedRecord | null;
+  first: RecordLite | null;
+  last: RecordLite | null;
   hashAtManifestLast: string | null;
   /** Highest seq among records whose hash checks. */
   maxSeq: number | null;
@@ -723,6 +733,31 @@ export async function verifyTrail(dir: string, opts: VerifyOptions = {}): Promis
     }
   }
 
+  const diskNameOf = (p: PlanItem): string | null => {
+    if (p.state === 'deleted') return null;
+    const primary = p.state === 'archived' ? `${p.name}.gz` : p.name;
+    const secondary = p.state === 'archived' ? p.name : `${p.name}.gz`;
+    return present.has(primary) ? primary : present.has(secondary) ? secondary : null;
+  };
+  const workers =
+    opts.concurrency ??
+    (bytesTotal >= AUTO_PARALLEL_BYTES && availableParallelism() > 1
+      ? Math.min(availableParallelism(), 4)
+      : 0);
+  const pool = workers > 0 ? new VerifyPool(workers, opts.macKey) : null;
+  const jobs = new Map<number, ScanJob>();
+  let prefetched = 0;
+  /** Keeps the workers busy on the next files while the main thread consumes file `from`. */
+  const prefetch = (from: number): void => {
+    if (!pool) return;
+    const until = Math.min(plan.length, from + workers + 1);
+    for (let i = Math.max(prefetched, from); i < until; i++) {
+      prefetched = i + 1;
+      const dn = diskNameOf(plan[i] as PlanItem);
+      if (dn) jobs.set(i, pool.scan(join(dir, dn), dn.endsWith('.gz'), maxLine));
+    }
+  };
+
   let filesRead = 0;
   let records = 0;
   let bytesDone = 0;
@@ -740,182 +775,192 @@ export async function verifyTrail(dir: string, opts: VerifyOptions = {}): Promis
       records,
     });
 
-  for (const p of plan) {
-    const e = p.entry;
-    chain.currentFile = p.name;
-    chain.fileDamaged = false;
-    if (p.state === 'deleted') {
-      if (present.has(p.name) || present.has(`${p.name}.gz`)) {
+  try {
+    for (const [idx, p] of plan.entries()) {
+      const e = p.entry;
+      chain.currentFile = p.name;
+      chain.fileDamaged = false;
+      if (p.state === 'deleted') {
+        if (present.has(p.name) || present.has(`${p.name}.gz`)) {
+          log.add({
+            kind: 'manifest_mismatch',
+            file: p.name,
+            line: null,
+            seq: e?.first_seq ?? null,
+            message: `manifest says ${p.name} was deleted but it is still present`,
+          });
+        }
+        if (e && e.first_seq !== null && chain.head && e.first_seq !== chain.head.seq + 1) {
+          log.add({
+            kind: 'manifest_mismatch',
+            file: p.name,
+            line: null,
+            seq: e.first_seq,
+            message: `deleted entry ${p.name} starts at seq ${e.first_seq}, expected ${chain.head.seq + 1}`,
+          });
+        }
+        if (e && e.deleted_by_seq === null) {
+          log.add({
+            kind: 'manifest_mismatch',
+            file: p.name,
+            line: null,
+            seq: e.first_seq,
+            message: `deleted entry ${p.name} does not name the audit.file_deleted record (deleted_by_seq)`,
+          });
+        }
+        chain.resyncTo(e?.last_seq ?? null, e?.last_hash ?? null);
+        continue;
+      }
+      // Which file on disk holds the content.
+      let diskName: string | null = null;
+      const wantGz = p.state === 'archived';
+      const primary = wantGz ? `${p.name}.gz` : p.name;
+      const secondary = wantGz ? p.name : `${p.name}.gz`;
+      if (present.has(primary)) diskName = primary;
+      else if (present.has(secondary)) {
+        diskName = secondary;
+        if (e) {
+          log.add({
+            kind: 'manifest_mismatch',
+            file: secondary,
+            line: null,
+            seq: e.first_seq,
+            message: `manifest says ${p.name} is ${p.state} but only ${secondary} is present`,
+          });
+        }
+      }
+      if (diskName && present.has(primary) && present.has(secondary)) {
         log.add({
-          kind: 'manifest_mismatch',
+          kind: 'extra_file',
+          file: secondary,
+          line: null,
+          seq: null,
+          message: `${secondary} is a leftover copy (the manifest says ${p.name} is ${p.state})`,
+        });
+      }
+      if (!diskName) {
+        const range =
+          e?.first_seq != null && e.last_seq != null
+            ? `seq ${e.first_seq}..${e.last_seq}${p.state === 'open' ? '+' : ''} (${e.last_seq - e.first_seq + 1} records)`
+            : 'its records';
+        log.add({
+          kind: 'missing_file',
           file: p.name,
           line: null,
           seq: e?.first_seq ?? null,
-          message: `manifest says ${p.name} was deleted but it is still present`,
+          lastSeq: e?.last_seq ?? undefined,
+          message: `${primary} is listed in the manifest but missing: ${range} cannot be checked`,
         });
+        chain.resyncTo(e?.last_seq ?? null, e?.last_hash ?? null);
+        continue;
       }
-      if (e && e.first_seq !== null && chain.head && e.first_seq !== chain.head.seq + 1) {
-        log.add({
-          kind: 'manifest_mismatch',
-          file: p.name,
-          line: null,
-          seq: e.first_seq,
-          message: `deleted entry ${p.name} starts at seq ${e.first_seq}, expected ${chain.head.seq + 1}`,
-        });
-      }
-      if (e && e.deleted_by_seq === null) {
-        log.add({
-          kind: 'manifest_mismatch',
-          file: p.name,
-          line: null,
-          seq: e.first_seq,
-          message: `deleted entry ${p.name} does not name the audit.file_deleted record (deleted_by_seq)`,
-        });
-      }
-      chain.resyncTo(e?.last_seq ?? null, e?.last_hash ?? null);
-      continue;
-    }
-    // Which file on disk holds the content.
-    let diskName: string | null = null;
-    const wantGz = p.state === 'archived';
-    const primary = wantGz ? `${p.name}.gz` : p.name;
-    const secondary = wantGz ? p.name : `${p.name}.gz`;
-    if (present.has(primary)) diskName = primary;
-    else if (present.has(secondary)) {
-      diskName = secondary;
-      if (e) {
-        log.add({
-          kind: 'manifest_mismatch',
-          file: secondary,
-          line: null,
-          seq: e.first_seq,
-          message: `manifest says ${p.name} is ${p.state} but only ${secondary} is present`,
-        });
-      }
-    }
-    if (diskName && present.has(primary) && present.has(secondary)) {
-      log.add({
-        kind: 'extra_file',
-        file: secondary,
-        line: null,
-        seq: null,
-        message: `${secondary} is a leftover copy (the manifest says ${p.name} is ${p.state})`,
-      });
-    }
-    if (!diskName) {
-      const range =
-        e?.first_seq != null && e.last_seq != null
-          ? `seq ${e.first_seq}..${e.last_seq}${p.state === 'open' ? '+' : ''} (${e.last_seq - e.first_seq + 1} records)`
-          : 'its records';
-      log.add({
-        kind: 'missing_file',
-        file: p.name,
-        line: null,
-        seq: e?.first_seq ?? null,
-        lastSeq: e?.last_seq ?? undefined,
-        message: `${primary} is listed in the manifest but missing: ${range} cannot be checked`,
-      });
-      chain.resyncTo(e?.last_seq ?? null, e?.last_hash ?? null);
-      continue;
-    }
 
-    const facts: FileFacts = {
-      records: 0,
-      first: null,
-      last: null,
-      hashAtManifestLast: null,
-      tornUnparsed: false,
-      maxSeq: null,
-    };
-    const fileName = diskName;
-    const wantLast = e?.last_seq ?? null;
-    let scan: FileScan | null = null;
-    let ioProblem: string | null = null;
-    let fh: FileHandle | undefined;
-    try {
-      fh = await open(join(dir, diskName), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
-      const st = await fh.stat();
-      if (!st.isFile()) throw Object.assign(new Error('not a regular file (refused)'), { code: 'NOTFILE' });
-      scan = await scanTrailFile(
-        join(dir, diskName),
-        {
-          line(bytes, lineNo, terminated) {
-            const r = checkRecordLine(bytes);
-            if ('reason' in r) {
-              if (!terminated) facts.tornUnparsed = true;
-              chain.badLine(fileName, lineNo, r.reason, terminated, countRecordEnds(bytes));
-              return;
-            }
-            facts.records++;
-            records++;
-            if (!facts.first) facts.first = r;
-            facts.last = r;
-            if (r.hashOk && (facts.maxSeq === null || r.seq > facts.maxSeq)) facts.maxSeq = r.seq;
-            if (r.seq === wantLast) facts.hashAtManifestLast = r.hash;
-            if (firstSeq === null) {
-              firstSeq = r.seq;
-              firstTime = r.time;
-            }
-            lastSeq = r.seq;
-            lastTime = r.time;
-            chain.record(fileName, lineNo, r);
-            if (!terminated) {
-              chain.fail({
-                kind: 'torn_line',
-                file: fileName,
-                line: lineNo,
-                seq: r.seq,
-                message: `last line (seq ${r.seq}) has no newline: the write was cut short`,
-              });
-            }
-          },
-          oversize(lineNo, len, terminated) {
-            if (!terminated) facts.tornUnparsed = true;
-            chain.badLine(
-              fileName,
-              lineNo,
-              `line is ${len} bytes, over the ${maxLine}-byte cap`,
-              terminated,
-              1,
-            );
-          },
-        },
-        {
-          gzip: diskName.endsWith('.gz'),
-          handle: fh,
-          maxLineBytes: maxLine,
-          onDiskBytes: (n) => progress(fileName, n),
-        },
-      );
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      ioProblem =
-        code === 'ELOOP'
-          ? 'is a symlink (refused)'
-          : code === 'NOTFILE'
-            ? 'is not a regular file (refused)'
-            : code === 'Z_BUF_ERROR' || code === 'Z_DATA_ERROR'
-              ? `gzip stream is corrupt (${(err as Error).message})`
-              : `could not be read (${code ?? (err as Error).message})`;
-    } finally {
-      await fh?.close().catch(() => {});
+      const facts: FileFacts = {
+        records: 0,
+        first: null,
+        last: null,
+        hashAtManifestLast: null,
+        tornUnparsed: false,
+        maxSeq: null,
+      };
+      const fileName = diskName;
+      const wantLast = e?.last_seq ?? null;
+      let scan: FileScan | null = null;
+      let ioProblem: string | null = null;
+      const onRecord = (lineNo: number, terminated: boolean, r: RecordLite, macOk?: boolean): void => {
+        facts.records++;
+        records++;
+        if (!facts.first) facts.first = r;
+        facts.last = r;
+        if (r.hashOk && (facts.maxSeq === null || r.seq > facts.maxSeq)) facts.maxSeq = r.seq;
+        if (r.seq === wantLast) facts.hashAtManifestLast = r.hash;
+        if (firstSeq === null) {
+          firstSeq = r.seq;
+          firstTime = r.time;
+        }
+        lastSeq = r.seq;
+        lastTime = r.time;
+        chain.record(fileName, lineNo, r, macOk);
+        if (!terminated) {
+          chain.fail({
+            kind: 'torn_line',
+            file: fileName,
+            line: lineNo,
+            seq: r.seq,
+            message: `last line (seq ${r.seq}) has no newline: the write was cut short`,
+          });
+        }
+      };
+      const onBad = (lineNo: number, reason: string, terminated: boolean, count: number): void => {
+        if (!terminated) facts.tornUnparsed = true;
+        chain.badLine(fileName, lineNo, reason, terminated, count);
+      };
+      const onOversize = (lineNo: number, len: number, terminated: boolean): void =>
+        onBad(lineNo, `line is ${len} bytes, over the ${maxLine}-byte cap`, terminated, 1);
+      let fh: FileHandle | undefined;
+      try {
+        if (pool) {
+          prefetch(idx);
+          const job = jobs.get(idx) as ScanJob;
+          jobs.delete(idx);
+          scan = await job.consume({ record: onRecord, bad: onBad, oversize: onOversize }, (n) =>
+            progress(fileName, n),
+          );
+        } else {
+          fh = await open(join(dir, diskName), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+          const st = await fh.stat();
+          if (!st.isFile())
+            throw Object.assign(new Error('not a regular file (refused)'), { code: 'NOTFILE' });
+          scan = await scanTrailFile(
+            join(dir, diskName),
+            {
+              line(bytes, lineNo, terminated) {
+                const r = checkRecordLine(bytes);
+                if ('reason' in r) onBad(lineNo, r.reason, terminated, countRecordEnds(bytes));
+                else onRecord(lineNo, terminated, r);
+              },
+              oversize: onOversize,
+            },
+            {
+              gzip: diskName.endsWith('.gz'),
+              handle: fh,
+              maxLineBytes: maxLine,
+              onDiskBytes: (n) => progress(fileName, n),
+            },
+          );
+        }
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        ioProblem =
+          code === 'ELOOP'
+            ? 'is a symlink (refused)'
+            : code === 'NOTFILE'
+              ? 'is not a regular file (refused)'
+              : code === 'Z_BUF_ERROR' || code === 'Z_DATA_ERROR'
+                ? `gzip stream is corrupt (${(err as Error).message})`
+                : `could not be read (${code ?? (err as Error).message})`;
+      } finally {
+        await fh?.close().catch(() => {});
+      }
+      filesRead++;
+      bytesDone += sizes.get(diskName) ?? 0;
+      progress(fileName, 0);
+      if (ioProblem !== null) {
+        chain.fail({
+          kind: code2kind(ioProblem),
+          file: diskName,
+          line: null,
+          seq: e?.first_seq ?? null,
+          message: `${diskName} ${ioProblem}`,
+        });
+        chain.resyncTo(e?.last_seq ?? null, e?.last_hash ?? null);
+        continue;
+      }
+      if (!scan) continue;
+      await checkAgainstManifest(dir, p, diskName, scan, facts, chain, present);
     }
-    filesRead++;
-    bytesDone += sizes.get(diskName) ?? 0;
-    progress(fileName, 0);
-    if (ioProblem !== null) {
-      chain.fail({
-        kind: code2kind(ioProblem),
-        file: diskName,
-        line: null,
-        seq: e?.first_seq ?? null,
-        message: `${diskName} ${ioProblem}`,
-      });
-      chain.resyncTo(e?.last_seq ?? null, e?.last_hash ?? null);
-      continue;
-    }
-    if (!scan) continue;
-    await checkAgainstManifest(dir, p, diskName, scan, facts, chain, present);
+  } finally {
+    await pool?.close();
   }
   chain.currentFile = '';
   chain.finish();

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -199,5 +199,52 @@ test('an open file longer than its manifest entry (appended since the last manif
   assert.deepEqual(
     rep.failures.map((f) => f.kind),
     ['manifest_mismatch'],
+  );
+});
+
+test('worker threads (concurrency 2) report exactly what the inline verifier reports', async () => {
+  const t = build({ files: [20, 20, 20, 20, 20], archived: [0] });
+  const names = t.names;
+  // Damage: a deleted record (file 2), a modified record (file 3), a swap (file 4), a torn tail (open file).
+  const edit = (i: number, fn: (ls: string[]) => void) => {
+    const ls = readLines(t.dir, names[i] as string);
+    fn(ls);
+    writeLines(t.dir, names[i] as string, ls);
+  };
+  edit(1, (ls) => ls.splice(4, 1));
+  edit(2, (ls) => {
+    ls[7] = (ls[7] as string).replace('"w-1"', '"w-2"');
+  });
+  edit(3, (ls) => {
+    [ls[2], ls[3]] = [ls[3] as string, ls[2] as string];
+  });
+  const last = join(t.dir, names[4] as string);
+  writeFileSync(last, readFileSync(last).subarray(0, -30));
+  const inline = await verifyTrail(t.dir, { macKey: TEST_KEY, concurrency: 0 });
+  const pooled = await verifyTrail(t.dir, { macKey: TEST_KEY, concurrency: 2 });
+  assert.deepEqual(
+    inline.failures.map((f) => f.kind),
+    [
+      'deleted_records',
+      'checksum_mismatch',
+      'modified_record',
+      'checksum_mismatch',
+      'reordered_records',
+      'checksum_mismatch',
+      'torn_line',
+    ],
+  );
+  assert.deepEqual(pooled.failures, inline.failures);
+  assert.deepEqual({ ...pooled, durationMs: 0 }, { ...inline, durationMs: 0 });
+  // Unreadable inputs through the workers: a corrupt archive, a symlink to a device.
+  writeFileSync(join(t.dir, `${names[0]}.gz`), 'not gzip');
+  unlinkSync(join(t.dir, names[1] as string));
+  symlinkSync('/dev/zero', join(t.dir, names[1] as string));
+  const inline2 = await verifyTrail(t.dir, { macKey: TEST_KEY, concurrency: 0 });
+  const pooled2 = await verifyTrail(t.dir, { macKey: TEST_KEY, concurrency: 2 });
+  assert.deepEqual(pooled2.failures, inline2.failures);
+  assert.deepEqual(
+    inline2.failures.slice(0, 2).map((f) => f.kind),
+    ['checksum_mismatch', 'io_error'],
   );
 });

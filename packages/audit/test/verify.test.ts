@@ -248,3 +248,66 @@ test('worker threads (concurrency 2) report exactly what the inline verifier rep
     ['checksum_mismatch', 'io_error'],
   );
 });
+
+test('trails written by the real AuditLogger (size rotation, restart) verify clean, and damage to them is found', async () => {
+  const { AuditLogger } = await import('../src/logger.js');
+  const { default: pino } = await import('pino');
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const parent = mkdtempSync(join(tmpdir(), 'vramseal-writer-compat-'));
+  dirs.push(parent);
+  const dir = join(parent, 'trail');
+  const open = () =>
+    AuditLogger.open({
+      mode: 'local',
+      dir,
+      serviceId: 'compat',
+      macKey: TEST_KEY,
+      flush: { mode: 'batched', maxEvents: 64, maxDelayMs: 5 },
+      rotation: { maxBytes: 4096, daily: false },
+      logger: pino({ level: 'silent' }),
+    });
+  let log = await open();
+  for (let i = 0; i < 60; i++) {
+    log.emit({ type: 'seal.verified', timestamp: new Date().toISOString(), shard_id: `s${i}`, worker_id: 'w' });
+  }
+  await log.close();
+  log = await open(); // restart: the chain and seq resume
+  for (let i = 0; i < 40; i++) {
+    log.emit({
+      type: 'vram.sealed',
+      timestamp: new Date().toISOString(),
+      shard_id: `s${i}`,
+      gpu_device: 0,
+      vram_bytes: 1024,
+      digest: 'ab'.repeat(32),
+      worker_id: 'w',
+    });
+  }
+  await log.close();
+  const m = readManifestJson(dir);
+  assert.ok(m.files.length >= 5, `expected several rotated files, got ${m.files.length}`);
+  const rep = await verifyTrail(dir, { macKey: TEST_KEY });
+  assert.deepEqual(rep.failures, []);
+  assert.equal(rep.records, 100);
+  assert.equal(rep.lastSeq, 100);
+  // Writer and verifier agree on FORMAT.md: every closed file has its sidecar and manifest sha256.
+  for (const f of m.files.filter((x) => x.state === 'closed')) {
+    assert.equal(readFileSync(join(dir, `${f.name}.sha256`), 'utf8'), `${f.sha256}  ${f.name}\n`);
+  }
+  // A record deleted from a closed middle file of the writer's trail.
+  const victim = m.files[2]?.name as string;
+  const { chmodSync } = await import('node:fs');
+  chmodSync(join(dir, victim), 0o600);
+  const ls = readLines(dir, victim);
+  ls.splice(1, 1);
+  writeLines(dir, victim, ls);
+  const rep2 = await verifyTrail(dir, { macKey: TEST_KEY });
+  assert.deepEqual(
+    rep2.failures.map((f) => [f.kind, f.file, f.line]),
+    [
+      ['deleted_records', victim, 2],
+      ['checksum_mismatch', victim, null],
+    ],
+  );
+});

@@ -17,7 +17,8 @@
  * no bidi embedding/override/isolate U+202A–U+202E, U+2066–U+2069; no U+FEFF; no unpaired surrogate.
  * Structure rules: plain objects only, no `__proto__`/`constructor`/`prototype` keys, finite numbers,
  * nesting ≤ LIMITS.depth, arrays ≤ LIMITS.array items, objects ≤ 256 keys, ≤ 4096 values and
- * ≤ LIMITS.totalChars string characters per event.
+ * ≤ LIMITS.totalChars string characters per event. Only own enumerable string-keyed properties are part of
+ * an event (as for JSON.stringify); symbol-keyed and non-enumerable properties are not copied.
  */
 import type { TObject, TSchema } from '@sinclair/typebox';
 import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
@@ -256,9 +257,14 @@ function unknownKey(ctx: Ctx, k: string): never {
 
 function checkPlain(ctx: Ctx, o: object): void {
   const proto = Object.getPrototypeOf(o);
-  if (proto !== Object.prototype && proto !== null) {
-    fail(ctx, 'json-value', 'must be a plain object (not a class instance, Date, Map, Buffer, ...)');
-  }
+  if (proto !== Object.prototype && proto !== null) notPlain(ctx, o);
+}
+
+function notPlain(ctx: Ctx, o: object): never {
+  const hint = o instanceof Date ? ' (use date.toISOString() for timestamps)' : '';
+  const name = (o as { constructor?: { name?: unknown } }).constructor?.name;
+  const what = typeof name === 'string' && /^[A-Za-z_$][\w$]{0,63}$/.test(name) ? `a ${name}` : 'this object';
+  return fail(ctx, 'json-value', `${what} is not a JSON value; use a plain object${hint}`);
 }
 
 function copyValue(ctx: Ctx, v: unknown, shape: Shape, depth: number): unknown {
@@ -348,9 +354,9 @@ export function validateEvent(input: unknown): AuditEvent {
     throw new AuditValidationError(label, 'type', 'unknown-event-type', 'not a known audit event type');
   }
   const ctx: Ctx = { type: type as string, path: [], chars: 0, values: 0 };
-  checkPlain(ctx, input);
   let copy: Record<string, unknown>;
   try {
+    checkPlain(ctx, input);
     copy = c.shape.copy(input as Record<string, unknown>, ctx, 0);
   } catch (e) {
     if (e instanceof AuditValidationError) throw e;

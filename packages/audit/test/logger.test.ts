@@ -270,3 +270,32 @@ test('un-awaited receipts never cause unhandled rejections', async () => {
   }
   assert.deepEqual(seen, []);
 });
+
+test("mode 'platform' attaches the platform shipper to the local trail and stops it on close", async () => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { shipperOf } = await import('../src/platform/attach.js');
+  const dir = tmpTrail();
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const fetchStub = (async () => {
+    return new Response('unavailable', { status: 503 });
+  }) as typeof fetch;
+  const log = await AuditLogger.open({
+    mode: 'platform',
+    dir,
+    serviceId: 'svc',
+    logger: quiet,
+    flush: { mode: 'immediate' },
+    platform: {
+      providerId: 'p1',
+      url: 'http://127.0.0.1:9',
+      privateKey,
+      fetch: fetchStub,
+      backoff: { initialMs: 5, maxMs: 10 },
+    },
+  });
+  const shipper = shipperOf(log);
+  assert.ok(shipper, 'shipper attached');
+  await log.emit(routine()).durable;
+  await log.close();
+  assert.equal((await readTrail(dir)).length, 1, 'records are written locally first');
+});

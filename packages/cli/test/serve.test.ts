@@ -16,7 +16,7 @@ import { after, test } from 'node:test';
 import { SimulatedBackend } from '@vramseal/residency';
 import { formatBytes, parseBytes, parseDuration, UsageError } from '../src/output.js';
 import { ProgressBar } from '../src/progress.js';
-import { confineModelPath, resolveModelsDir } from '../src/serve/paths.js';
+import { confineModelPath, pinModel, resolveModelsDir } from '../src/serve/paths.js';
 import { RateLimiter } from '../src/serve/ratelimit.js';
 import { ManagerResidency } from '../src/serve/residency.js';
 import { buildServer, type Daemon } from '../src/serve/server.js';
@@ -115,6 +115,26 @@ test('path confinement: inside ok; .., absolute, symlink out, NUL refused', asyn
   assert.equal(!dir.ok && dir.kind, 'not_file');
 });
 
+test('pinModel: reads the checked file; a symlink swapped in after the check is refused', async () => {
+  const models = join(tmp, 'pin-models');
+  mkdirSync(models, { recursive: true });
+  writeFileSync(join(models, 'm.bin'), 'model bytes');
+  writeFileSync(join(tmp, 'pin-secret.bin'), 'secret');
+  const root = await resolveModelsDir(models);
+  const checked = await confineModelPath(root, 'm.bin');
+  assert.ok(checked.ok);
+  const pinned = await pinModel(root, checked.path);
+  assert.ok(!('ok' in pinned));
+  assert.equal(pinned.bytes, 11);
+  assert.equal(readFileSync(pinned.path, 'utf8'), 'model bytes');
+  await pinned.close();
+  // the check passed, then the file is swapped for a symlink to a file outside
+  rmSync(join(models, 'm.bin'));
+  symlinkSync(join(tmp, 'pin-secret.bin'), join(models, 'm.bin'));
+  const swapped = await pinModel(root, checked.path);
+  assert.ok('ok' in swapped && !swapped.ok && swapped.kind === 'traversal');
+});
+
 test('rate limiter: fixed window, reports first excess and powers of two', () => {
   let now = 0;
   const rl = new RateLimiter({ max: 3, windowMs: 1000, now: () => now });
@@ -185,6 +205,9 @@ test('progress bar: quarter lines when not a TTY, one final line', () => {
 // ---------------------------------------------------------------------------------------------
 // HTTP API: an in-process daemon on a real listening socket (ephemeral port), real VramManager on
 // the simulated backend, real audit trail.
+
+// biome-ignore lint/suspicious/noExplicitAny: JSON bodies and audit events are inspected dynamically in assertions
+type Json = any;
 
 const OPERATOR = 'opr-0123456789abcdef';
 const TOKENS = TokenStore.parse(`${ADMIN} admin\n${OPERATOR} operator\n${READER} reader\n`);
@@ -266,7 +289,7 @@ async function call(
   method: string,
   path: string,
   opts: { token?: string | null; body?: unknown; headers?: Record<string, string> } = {},
-): Promise<{ status: number; body: any; text: string; headers: Headers }> {
+): Promise<{ status: number; body: Json; text: string; headers: Headers }> {
   const headers: Record<string, string> = { ...(opts.headers ?? {}) };
   const token = opts.token === undefined ? ADMIN : opts.token;
   if (token !== null) headers.authorization = `Bearer ${token}`;
@@ -277,7 +300,7 @@ async function call(
     ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
   });
   const text = await r.text();
-  let body: any = null;
+  let body: Json = null;
   try {
     body = JSON.parse(text);
   } catch {}
@@ -378,7 +401,7 @@ test('HTTP: every route, happy path, with schemas and audit records', async () =
       'security.integrity_violation',
     ])
       assert.ok(types.includes(t), `trail has ${t}`);
-    const success = h.events().filter((e) => e.type === 'auth.success') as any[];
+    const success = h.events().filter((e) => e.type === 'auth.success') as Json[];
     assert.equal(success[0].actor.user_id, fingerprint(READER));
     const post = success.find((e) => e.method === 'POST' && e.path === '/v1/shards');
     assert.equal(post.actor.user_id, fingerprint(ADMIN));
@@ -456,7 +479,7 @@ test('HTTP: path traversal is refused and recorded', async () => {
     }
     assert.equal((await call(h, 'GET', '/v1/shards', { token: READER })).body.shards.length, 0);
     await h.flush();
-    const ev = h.events().filter((e) => e.type === 'security.path_traversal_attempt') as any[];
+    const ev = h.events().filter((e) => e.type === 'security.path_traversal_attempt') as Json[];
     assert.equal(ev.length, attempts.length);
     assert.equal(ev[0].attempted_path, '../outside/secret.bin');
     assert.equal(ev[0].endpoint, '/v1/shards');
@@ -500,7 +523,7 @@ test('HTTP: failed verification → 409 with the corrupt range, then stopped (50
     assert.match(metrics.text, /^vramseal_verifications_total\{mode="full",result="failed"\} 1$/m);
     assert.match(metrics.text, /^vramseal_verifications_total\{mode="full",result="ok"\} 1$/m);
     await h.flush();
-    const vf = h.events().filter((e) => e.type === 'seal.verification_failed') as any[];
+    const vf = h.events().filter((e) => e.type === 'seal.verification_failed') as Json[];
     assert.equal(vf.length, 1);
     assert.deepEqual(vf[0].corrupt_ranges, [{ offset: 49152, length: 16384 }]);
   } finally {
@@ -550,7 +573,7 @@ test('HTTP: rate limiting answers 429 and records security.rate_limit_exceeded',
     assert.ok(Number(r.headers.get('retry-after')) >= 1);
     assert.equal(r.body.error.code, 'RATE_LIMITED');
     await h.flush();
-    const ev = h.events().filter((e) => e.type === 'security.rate_limit_exceeded') as any[];
+    const ev = h.events().filter((e) => e.type === 'security.rate_limit_exceeded') as Json[];
     assert.deepEqual(
       ev.map((e) => e.actual),
       [4, 6],

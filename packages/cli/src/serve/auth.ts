@@ -41,6 +41,13 @@ export function safeText(s: string, max = 256): string {
   return escaped.length > max ? `${escaped.slice(0, max - 1)}…` : escaped;
 }
 
+/** The client address for audit records: `req.ip` without an IPv6 zone id (`fe80::1%eth0`). */
+export function clientIp(req: FastifyRequest): string {
+  const ip = req.ip;
+  const z = ip.indexOf('%');
+  return z >= 0 ? ip.slice(0, z) : ip;
+}
+
 /** The request path without the query string, safe for audit fields. */
 export function requestPath(req: FastifyRequest): string {
   const url = req.url;
@@ -60,7 +67,7 @@ export function makeAuthHook(opts: AuthOptions) {
     const needed = req.routeOptions.config?.role;
     if (needed === undefined) return;
     const path = requestPath(req);
-    const ip = req.ip;
+    const ip = clientIp(req);
     const header = req.headers.authorization;
 
     const fail = (reason: string, attempted?: string) => {

@@ -6,7 +6,8 @@
  * directory, and it names a regular file. `..` segments that climb out, absolute paths elsewhere,
  * symlinks (anywhere in the path) that point outside, NUL bytes and control characters are refused.
  */
-import { realpath, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { type FileHandle, open, readlink, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 
 export type ConfineResult =
@@ -56,4 +57,50 @@ export async function confineModelPath(rootReal: string, requested: string): Pro
   const st = await stat(real);
   if (!st.isFile()) return { ok: false, kind: 'not_file', reason: 'model is not a regular file' };
   return { ok: true, path: real, bytes: st.size };
+}
+
+export interface PinnedModel {
+  /** What to open for reading: `/proc/self/fd/N` on Linux (the very file checked), else the real path. */
+  path: string;
+  bytes: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Closes the check-then-open race of {@link confineModelPath}: opens the confined real path without
+ * following a final symlink, then (Linux) asks the kernel which file the descriptor really is
+ * (`/proc/self/fd/N`) and checks that it is still inside the models directory. The returned path
+ * re-opens that same open file, whatever happens to the directory tree meanwhile. Elsewhere the
+ * real path is returned (a residual race remains there).
+ */
+export async function pinModel(rootReal: string, realPath: string): Promise<PinnedModel | ConfineResult> {
+  let fh: FileHandle;
+  try {
+    fh = await open(realPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP')
+      return { ok: false, kind: 'traversal', reason: 'the model was replaced by a symlink' };
+    if (code === 'ENOENT') return { ok: false, kind: 'not_found', reason: 'no such model file' };
+    return { ok: false, kind: 'invalid', reason: `cannot open (${code ?? 'error'})` };
+  }
+  const close = () => fh.close();
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      await close();
+      return { ok: false, kind: 'not_file', reason: 'model is not a regular file' };
+    }
+    if (process.platform !== 'linux') return { path: realPath, bytes: st.size, close };
+    const fdPath = `/proc/self/fd/${fh.fd}`;
+    const actual = await readlink(fdPath);
+    if (!isInside(rootReal, actual)) {
+      await close();
+      return { ok: false, kind: 'traversal', reason: 'the model was moved outside the models directory' };
+    }
+    return { path: fdPath, bytes: st.size, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }

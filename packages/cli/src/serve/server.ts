@@ -11,9 +11,9 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import type { Logger } from 'pino';
-import { makeAuthHook, type Recorder, requestPath, safeText } from './auth.js';
+import { clientIp, makeAuthHook, type Recorder, requestPath, safeText } from './auth.js';
 import { DaemonMetrics } from './metrics.js';
-import { confineModelPath } from './paths.js';
+import { type ConfineResult, confineModelPath, pinModel } from './paths.js';
 import type { AuditPort, ResidencyPort } from './ports.js';
 import { RateLimiter } from './ratelimit.js';
 import {
@@ -188,7 +188,7 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
       record({
         type: 'security.rate_limit_exceeded',
         timestamp: new Date().toISOString(),
-        ip: req.ip,
+        ip: clientIp(req),
         endpoint: requestPath(req),
         limit: d.limit,
         actual: d.count,
@@ -263,7 +263,7 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
   };
   const actorOf = (req: FastifyRequest) => ({
     user_id: req.principal?.fingerprint ?? 'anonymous',
-    ip: req.ip,
+    ip: clientIp(req),
     auth_method: 'bearer_token',
   });
 
@@ -313,9 +313,12 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
   }>('/v1/shards', { schema: sealRoute, config: { role: 'admin' } }, async (req, reply) => {
     requireReady();
     const body = req.body;
-    const confined = await confineModelPath(modelsDir, body.model);
-    if (!confined.ok) {
-      if (confined.kind === 'traversal') {
+    const checked = await confineModelPath(modelsDir, body.model);
+    // Then pin the very file that was checked, so a symlink swapped in meanwhile cannot redirect the read.
+    const pinned = checked.ok ? await pinModel(modelsDir, checked.path) : checked;
+    if ('ok' in pinned) {
+      const refused = pinned as Extract<ConfineResult, { ok: false }>;
+      if (refused.kind === 'traversal') {
         record({
           type: 'security.path_traversal_attempt',
           timestamp: new Date().toISOString(),
@@ -326,27 +329,30 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
         throw new RouteError({
           status: 400,
           code: 'PATH_TRAVERSAL',
-          message: `invalid model: ${confined.reason}`,
+          message: `invalid model: ${refused.reason}`,
         });
       }
       throw new RouteError({
-        status: confined.kind === 'not_found' ? 404 : 400,
-        code: confined.kind === 'not_found' ? 'MODEL_NOT_FOUND' : 'INVALID_MODEL',
-        message: `invalid model: ${confined.reason}`,
+        status: refused.kind === 'not_found' ? 404 : 400,
+        code: refused.kind === 'not_found' ? 'MODEL_NOT_FOUND' : 'INVALID_MODEL',
+        message: `invalid model: ${refused.reason}`,
       });
     }
+    const realPath = checked.ok ? checked.path : '';
     const t0 = performance.now();
     let shard: Awaited<ReturnType<ResidencyPort['seal']>>;
     try {
-      shard = await residency.seal(confined.path, {
+      shard = await residency.seal(pinned.path, {
         device: body.device ?? defaultDevice,
         expectSha256: body.expect_sha256?.toLowerCase(),
         shardId: body.shard_id,
-        modelRef: body.model_ref ?? modelRefOf(modelsDir, confined.path),
+        modelRef: body.model_ref ?? modelRefOf(modelsDir, realPath),
       });
     } catch (err) {
       metrics.seals.inc({ result: 'failed' });
       throw err;
+    } finally {
+      await pinned.close();
     }
     const ms = performance.now() - t0;
     metrics.seals.inc({ result: 'ok' });

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { canonicalize } from '../src/canonical.js';
 import { AuditError, AuditValidationError, type ValidationRule } from '../src/errors.js';
 import { AUDIT_EVENT_TYPES, type AuditEventType, LIMITS } from '../src/events.js';
 import { isRfc3339 } from '../src/rfc3339.js';
 import { escapeForAudit, isSafeString, renderPath, stringViolation, validateEvent } from '../src/validate.js';
+import { validEvent } from './fixtures/event-arbitrary.js';
 import { sample, TS } from './fixtures/sample-events.js';
 
 const RUNS = Number(process.env.FC_RUNS ?? 150);
@@ -518,4 +520,35 @@ test('renderPath: dotted names, indices, and escaped untrusted keys', () => {
   assert.equal(renderPath(['scope', 2]), 'scope[2]');
   assert.equal(renderPath(['changes', 'a.b', 0, 'x y']), 'changes["a.b"][0]["x y"]');
   assert.equal(renderPath(['k\u001b\n"']), '["k\\u001b\\u000a\\""]');
+});
+
+test('property: every valid event (random, generated from the schemas) is accepted unchanged and is stable', () => {
+  const seen = new Set<string>();
+  fc.assert(
+    fc.property(validEvent(), (e) => {
+      seen.add(e.type as string);
+      const out = validateEvent(e);
+      assert.deepEqual(out, e);
+      // idempotent, and stable across a JSON round trip (what a reader of the trail gets back)
+      const text = canonicalize(out);
+      assert.equal(canonicalize(validateEvent(out)), text);
+      assert.equal(canonicalize(validateEvent(JSON.parse(text))), text);
+    }),
+    { numRuns: RUNS * 3 },
+  );
+  assert.ok(seen.size > 30, `only ${seen.size} event types generated`);
+});
+
+test('property: a valid event with one hostile string spliced into any string leaf is rejected', () => {
+  fc.assert(
+    fc.property(validEvent(), hostile, fc.nat(), (e, bad, pick) => {
+      const leaves = stringLeaves(e).filter((l) => l.path[0] !== 'timestamp');
+      fc.pre(leaves.length > 0);
+      const leaf = leaves[pick % leaves.length] as { path: Seg[]; value: string };
+      const x = structuredClone(e);
+      setAt(x, leaf.path, bad);
+      rejects(x, { eventType: e.type as string, path: renderPath(leaf.path) });
+    }),
+    { numRuns: RUNS * 2 },
+  );
 });

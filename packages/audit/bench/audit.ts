@@ -105,6 +105,7 @@ async function benchBatched(): Promise<void> {
     flush: { mode: 'batched', maxEvents: 4096, maxDelayMs: 100 },
     queue: { maxEvents: 1_000_000, maxBytes: 1 << 30 },
   });
+  await log.emit(event(-1)).durable; // warm-up: creates the first record file (open is lazy), like pino's open
   startCpu();
   const t0 = now();
   for (let i = 0; i < N; i++) {
@@ -133,6 +134,7 @@ async function benchImmediate(emitters: number): Promise<void> {
     logger: quiet,
     flush: { mode: 'immediate' },
   });
+  await log.emit(event(-1)).durable; // warm-up: creates the first record file
   let count = 0;
   startCpu();
   const t0 = now();

@@ -40,9 +40,12 @@ import {
 import { readKeyFile } from './audit/key-file.js';
 import {
   addCheckpointOptions,
+  attachTransparencyFromFlags,
   type CheckpointVerifyFlags,
   registerTlogCommands,
+  TLOG_KEY_HELP,
   verifyAgainstCheckpoint,
+  WITNESS_DIR_HELP,
 } from './tlog.js';
 
 function fail(cmd: string, err: unknown): void {
@@ -443,8 +446,20 @@ function registerEmit(audit: Command): void {
     .option('--key-file <file>', 'MAC key (64 hex digits, hex:/base64: text, or 32 raw bytes; mode 0600)')
     .option('--flush <mode>', 'immediate | batched | hybrid', 'hybrid')
     .option('--json', 'print one JSON result per input line ({line, seq, audit_id} or {line, error})')
+    .option('--tlog-key <file>', TLOG_KEY_HELP) // transparency (issue 8)
+    .option('--witness-dir <dir>', WITNESS_DIR_HELP)
     .action(
-      async (dir: string, o: { serviceId: string; keyFile?: string; flush: string; json?: boolean }) => {
+      async (
+        dir: string,
+        o: {
+          serviceId: string;
+          keyFile?: string;
+          flush: string;
+          json?: boolean;
+          tlogKey?: string;
+          witnessDir?: string;
+        },
+      ) => {
         if (!['immediate', 'batched', 'hybrid'].includes(o.flush)) {
           fail(
             'emit',
@@ -462,6 +477,12 @@ function registerEmit(audit: Command): void {
             macKey,
             flush: { mode: o.flush as 'immediate' | 'batched' | 'hybrid' },
           });
+          try {
+            await attachTransparencyFromFlags(log, o); // checkpoints; the final one is written on close
+          } catch (e) {
+            await log.close().catch(() => {});
+            throw e;
+          }
         } catch (e) {
           fail('emit', e);
           return;

@@ -19,10 +19,13 @@ import {
   checkAgainstCheckpoint,
   latestTrailCheckpoint,
   loadCheckpointFile,
+  loadSignerKey,
   loadVerifierKey,
   readCheckpointUnverified,
   splitNotes,
   TlogError,
+  Transparency,
+  type TransparencySource,
   verifyProofBundle,
   writeKeyPair,
 } from '@vramseal/audit';
@@ -373,4 +376,25 @@ export async function verifyAgainstCheckpoint(
   const note = loadCheckpointFile(o.checkpoint);
   const r = await checkAgainstCheckpoint(dir, note, key, o.origin ? { origin: o.origin } : {});
   return { ok: r.ok, failures: r.failures };
+}
+
+/** Help texts of the `audit emit` options that turn on transparency for the written records. */
+export const TLOG_KEY_HELP =
+  'sign transparency checkpoints (every 10 000 records and on exit) with this key (from audit keygen)';
+export const WITNESS_DIR_HELP = 'also append each checkpoint to <dir>/<origin>.checkpoints (with --tlog-key)';
+
+/** Attaches {@link Transparency} to a logger a command opened, when `--tlog-key` was given. */
+export async function attachTransparencyFromFlags(
+  log: TransparencySource,
+  o: { tlogKey?: string; witnessDir?: string },
+): Promise<Transparency | undefined> {
+  if (!o.tlogKey) {
+    if (o.witnessDir) throw new TlogError('TLOG_BAD_INPUT', '--witness-dir needs --tlog-key');
+    return undefined;
+  }
+  return Transparency.attach(log, {
+    signer: loadSignerKey(o.tlogKey),
+    worker: false, // a short-lived command: no worker start-up
+    ...(o.witnessDir ? { witnessDir: o.witnessDir } : {}),
+  });
 }

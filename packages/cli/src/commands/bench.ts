@@ -5,7 +5,7 @@
  * in this checkout is skipped with a notice; one that fails makes the exit code 1.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -40,6 +40,32 @@ export const BENCHES: readonly BenchSpec[] = [
 /** The repository root (this file is packages/cli/{src,dist}/commands/bench.{ts,js}). */
 export function repoRoot(): string {
   return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+}
+
+/**
+ * The known benchmarks, plus every root package.json script `bench:<name>` that runs a TypeScript
+ * file (`npm run bench:<name>` and `vramseal bench <name>` run the same file).
+ */
+export function listBenches(root: string): BenchSpec[] {
+  const out = BENCHES.map((b) => ({ ...b }));
+  let scripts: Record<string, string> = {};
+  try {
+    scripts =
+      (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts?: Record<string, string> })
+        .scripts ?? {};
+  } catch {
+    // no root package.json (installed elsewhere): the known list only
+  }
+  for (const [key, cmd] of Object.entries(scripts)) {
+    if (!key.startsWith('bench:')) continue;
+    const file = /(packages\/\S+\.ts)\b/.exec(cmd)?.[1];
+    if (!file) continue;
+    const name = key.slice('bench:'.length);
+    const known = out.find((b) => b.name === name);
+    if (known) known.path = file;
+    else out.push({ name, path: file, what: `npm run ${key}` });
+  }
+  return out;
 }
 
 /** Script files of a benchmark, or [] when absent. */
@@ -83,7 +109,10 @@ export function register(program: Command): void {
   program
     .command('bench')
     .description('run the repository benchmarks (audit, vram, collector); separate from the tests')
-    .argument('[names...]', `benchmarks to run: ${BENCHES.map((b) => b.name).join(', ')} (default: all)`)
+    .argument(
+      '[names...]',
+      `benchmarks to run: ${BENCHES.map((b) => b.name).join(', ')}, and any root "bench:<name>" script (default: all)`,
+    )
     .option('--json', 'collect each benchmark’s --json output into one JSON document')
     .option('--list', 'list the benchmarks and whether each is present')
     .option(
@@ -92,22 +121,23 @@ export function register(program: Command): void {
     )
     .action(async (names: string[], opts: { json?: boolean; list?: boolean; benchArgs?: string }) => {
       const root = repoRoot();
-      const unknown = names.filter((n) => !BENCHES.some((b) => b.name === n));
+      const benches = listBenches(root);
+      const unknown = names.filter((n) => !benches.some((b) => b.name === n));
       if (unknown.length) {
         process.stderr.write(
-          `vramseal bench: unknown benchmark ${unknown.join(', ')} (known: ${BENCHES.map((b) => b.name).join(', ')})\n`,
+          `vramseal bench: unknown benchmark ${unknown.join(', ')} (known: ${benches.map((b) => b.name).join(', ')})\n`,
         );
         process.exitCode = EXIT_USAGE;
         return;
       }
-      const selected = names.length ? BENCHES.filter((b) => names.includes(b.name)) : BENCHES;
+      const selected = names.length ? benches.filter((b) => names.includes(b.name)) : benches;
       if (opts.list) {
         const rows = selected.map((b) => ({ ...b, present: benchScripts(root, b).length > 0 }));
         if (opts.json) printJson(rows);
         else
           for (const r of rows)
             process.stdout.write(
-              `${r.name.padEnd(10)} ${r.present ? 'present' : 'absent '}  ${r.path}  — ${r.what}\n`,
+              `${r.name.padEnd(Math.max(...rows.map((x) => x.name.length)) + 1)} ${r.present ? 'present' : 'absent '}  ${r.path}  — ${r.what}\n`,
             );
         process.exitCode = EXIT_OK;
         return;

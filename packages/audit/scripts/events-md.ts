@@ -21,6 +21,7 @@ import {
   QuerySchema,
   ResourceSchema,
   ResultSchema,
+  SHA256_PATTERN,
   SINGLE_LINE_PATTERN,
   TIMESTAMP_FORMAT,
   TOKEN_PREFIX_PATTERN,
@@ -53,7 +54,7 @@ export function describe(s: TSchema): string {
       if (s.format === TIMESTAMP_FORMAT) return 'timestamp';
       if (s.format === IP_FORMAT) return 'ip';
       if (s.format === DIGEST_FORMAT) return 'digest';
-      if (s.pattern === '^[0-9a-f]{64}$') return 'sha256 hex';
+      if (s.pattern === SHA256_PATTERN) return 'sha256 hex';
       if (s.pattern === TOKEN_FINGERPRINT_PATTERN) return 'token fingerprint';
       if (s.pattern === TOKEN_PREFIX_PATTERN) return 'token fingerprint or ≤ 8-char prefix';
       if (s.pattern === METHOD_PATTERN) return 'method token';

@@ -111,6 +111,8 @@ export const KEY_PATTERN = '^[A-Za-z_][A-Za-z0-9_.-]{0,63}$';
 export const HASH_PATTERN = '^(?:[0-9a-f]{64}|[0-9a-f]{128})$';
 /** A digest: a hash, optionally prefixed by `<scheme>:` and `<parameter>:` (e.g. `sha256-merkle-v1:16384:<hex>`). */
 export const DIGEST_PATTERN = '^(?:[a-z0-9][a-z0-9-]{0,31}:(?:[0-9]{1,9}:)?)?(?:[0-9a-f]{64}|[0-9a-f]{128})$';
+/** A SHA-256 in hex: exactly 64 lower-case hex digits. */
+export const SHA256_PATTERN = '^[0-9a-f]{64}$';
 /** A request method (an RFC 9110 §5.6.2 token, e.g. `GET`). */
 export const METHOD_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$";
 /** What `security.invalid_token_used.token_prefix` may hold: a fingerprint, or at most 8 visible ASCII characters. */
@@ -125,7 +127,7 @@ const Text = () => Type.String({ maxLength: LIMITS.text });
 const PathStr = () => Type.String({ minLength: 1, maxLength: LIMITS.path, pattern: SINGLE_LINE_PATTERN });
 const Timestamp = () => Type.String({ format: TIMESTAMP_FORMAT, maxLength: MAX_TIMESTAMP_LENGTH });
 const Ip = () => Type.String({ format: IP_FORMAT, maxLength: MAX_IP_INPUT_LENGTH });
-const Sha256 = () => Type.String({ maxLength: 64, pattern: '^[0-9a-f]{64}$' });
+const Sha256 = () => Type.String({ maxLength: 64, pattern: SHA256_PATTERN });
 const Digest = () => Type.String({ maxLength: 180, format: DIGEST_FORMAT });
 const Count = () => Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Seq = () => Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });

@@ -26,11 +26,14 @@ import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
 import { AuditValidationError, safeLabel, type ValidationRule } from './errors.js';
 import {
   type AuditEvent,
+  DIGEST_FORMAT,
   EVENT_SCHEMAS,
   HASH_PATTERN,
   IP_FORMAT,
   KEY_PATTERN,
   LIMITS,
+  METHOD_PATTERN,
+  SHA256_PATTERN,
   SINGLE_LINE_PATTERN,
   TIMESTAMP_FORMAT,
   TOKEN_PREFIX_PATTERN,
@@ -71,7 +74,29 @@ interface ObjShape {
   keys: Map<string, Shape>;
   copy: CopyFn;
 }
-type Shape = ObjShape | { k: K.Array; items: Shape } | { k: K.String; line: boolean } | { k: K.Any };
+/**
+ * `line`: single-line field (tab/newline refused). `scan`: false when the compiled check already limits the
+ * field to a few printable ASCII characters (enum literals, timestamp, ip, digest, hex, fingerprint, method,
+ * token prefix); the fast path then skips the character scan, and the slow path (explain) runs it first so
+ * the error still names the character rule.
+ */
+interface StrShape {
+  k: K.String;
+  line: boolean;
+  scan: boolean;
+}
+type Shape = ObjShape | { k: K.Array; items: Shape } | StrShape | { k: K.Any };
+
+/** Formats and patterns whose accepted strings are printable ASCII without tab/newline. */
+const ASCII_ONLY: ReadonlySet<string> = new Set([
+  TIMESTAMP_FORMAT,
+  IP_FORMAT,
+  DIGEST_FORMAT,
+  SHA256_PATTERN,
+  TOKEN_FINGERPRINT_PATTERN,
+  METHOD_PATTERN,
+  TOKEN_PREFIX_PATTERN,
+]);
 
 const ANY: Shape = { k: K.Any };
 const SCHEMA_KEY = /^[a-z_][a-z0-9_]*$/;
@@ -83,9 +108,11 @@ function objShape(keys: Map<string, Shape>): ObjShape {
     if (!SCHEMA_KEY.test(key)) throw new Error(`validate: unexpected schema key ${key}`);
     const q = JSON.stringify(key);
     const line = sub.k === K.String && sub.line;
+    const scan = sub.k !== K.String || sub.scan;
     subs.push(sub);
+    const onString = scan ? `str(ctx, x, ${line}, ${q}); out[${q}] = x;` : `out[${q}] = x;`;
     cases +=
-      `case ${q}: { const x = o[${q}]; if (typeof x === 'string') { str(ctx, x, ${line}, ${q}); out[${q}] = x; }` +
+      `case ${q}: { const x = o[${q}]; if (typeof x === 'string') { ${onString} }` +
       ` else if (x !== undefined) out[${q}] = val(ctx, x, subs[${subs.length - 1}], depth, ${q}); break; }\n`;
   }
   const body =
@@ -109,7 +136,11 @@ function shapeOf(s: TSchema): Shape {
     return objShape(keys);
   }
   if (s.type === 'array' && s.items !== undefined) return { k: K.Array, items: shapeOf(s.items as TSchema) };
-  if (s.type === 'string') return { k: K.String, line: s.pattern === SINGLE_LINE_PATTERN };
+  if (s.type === 'string') {
+    if (s.const !== undefined) return { k: K.String, line: true, scan: false };
+    const restricted = ASCII_ONLY.has(s.format as string) || ASCII_ONLY.has(s.pattern as string);
+    return { k: K.String, line: s.pattern === SINGLE_LINE_PATTERN || restricted, scan: !restricted };
+  }
   if (Array.isArray(s.anyOf)) {
     const variants = (s.anyOf as TSchema[]).map(shapeOf);
     if (variants.every((v) => v.k === K.Object)) {
@@ -125,16 +156,18 @@ function shapeOf(s: TSchema): Shape {
       return objShape(keys);
     }
     if (variants.every((v) => v.k === K.String)) {
-      return { k: K.String, line: variants.every((v) => (v as { line: boolean }).line) };
+      const strs = variants as StrShape[];
+      return { k: K.String, line: strs.every((v) => v.line), scan: strs.some((v) => v.scan) };
     }
     return ANY;
   }
-  if (s.const !== undefined && typeof s.const === 'string') return { k: K.String, line: true };
+  if (s.const !== undefined && typeof s.const === 'string') return { k: K.String, line: true, scan: false };
   return ANY;
 }
 
 function mergeShape(a: Shape, b: Shape): Shape {
-  if (a.k === K.String && b.k === K.String) return { k: K.String, line: a.line && b.line };
+  if (a.k === K.String && b.k === K.String)
+    return { k: K.String, line: a.line && b.line, scan: a.scan || b.scan };
   return a.k === b.k && a.k !== K.Object && a.k !== K.Array ? a : ANY;
 }
 
@@ -371,7 +404,7 @@ export function validateEvent(input: unknown): AuditEvent {
   }
   // The copy's `type` was read again by the walk; make sure it is the one we dispatched on.
   if (copy.type !== type) fail(ctx, 'unknown-event-type', '`type` changed while being read', ['type']);
-  if (!c.fast.Check(copy)) explain(ctx, c.strict, copy);
+  if (!c.fast.Check(copy)) explain(ctx, c, copy);
   normalizeIps(copy);
   return copy as unknown as AuditEvent;
 }
@@ -395,7 +428,7 @@ const PATTERN_TEXT: Record<string, string> = {
   [TOKEN_FINGERPRINT_PATTERN]:
     'must be a token fingerprint "token:" + 6 lower-case hex digits (use tokenFingerprint())',
   [TOKEN_PREFIX_PATTERN]: 'must be a token fingerprint or at most 8 visible ASCII characters',
-  '^[0-9a-f]{64}$': 'must be 64 lower-case hex digits (SHA-256)',
+  [SHA256_PATTERN]: 'must be 64 lower-case hex digits (SHA-256)',
 };
 
 function describeSchema(s: TSchema): string {
@@ -510,7 +543,31 @@ function specific(e: ValueError): ValueError {
   return e;
 }
 
-function explain(ctx: Ctx, check: TypeCheck<TObject>, copy: Record<string, unknown>): never {
+/** Slow path: applies the string rules to every string of the copy, the unscanned ones included. */
+function diagnoseStrings(ctx: Ctx, v: unknown, shape: Shape): void {
+  if (typeof v === 'string') {
+    const line = shape.k === K.String && shape.line;
+    if ((line ? FORBIDDEN_LINE : FORBIDDEN).test(v)) failString(ctx, v, 'string');
+  } else if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      ctx.path.push(i);
+      diagnoseStrings(ctx, v[i], shape.k === K.Array ? shape.items : ANY);
+      ctx.path.pop();
+    }
+  } else if (typeof v === 'object' && v !== null) {
+    for (const [k, x] of Object.entries(v)) {
+      ctx.path.push(k);
+      diagnoseStrings(ctx, x, shape.k === K.Object ? (shape.keys.get(k) ?? ANY) : ANY);
+      ctx.path.pop();
+    }
+  }
+}
+
+function explain(ctx: Ctx, c: Compiled, copy: Record<string, unknown>): never {
+  ctx.path.length = 0;
+  ctx.chars = 0;
+  diagnoseStrings(ctx, copy, c.shape);
+  const check = c.strict;
   const first = check.Errors(copy).First();
   if (first === undefined) fail(ctx, 'type', 'schema check failed', []);
   const e = specific(first);

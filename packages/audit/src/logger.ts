@@ -777,10 +777,18 @@ export class AuditLogger {
 
   /** Flush queued records when the event loop would otherwise go idle (batched timers are unref'd). */
   #installExitHook(): void {
+    let warned = false;
     this.#beforeExit = () => {
-      if (this.#q.length > 0 && !this.#unavailable && !this.#closing) {
+      if (this.#q.length === 0 || this.#closing) return;
+      if (!this.#unavailable) {
         this.#urgentSeq = this.#assignedSeq;
         this.#kick();
+      } else if (!warned) {
+        warned = true;
+        this.#log.error(
+          { dir: this.dir, queueDepth: this.#q.length, lastError: this.#lastError },
+          'process is exiting with audit records the trail could not write (call close() to wait for them)',
+        );
       }
     };
     process.on('beforeExit', this.#beforeExit);

@@ -147,7 +147,7 @@ export class FileTrail {
   /** Prepares the directory, takes the lock, reads the manifest and recovers the open file. */
   static async open(o: FileTrailOptions): Promise<FileTrail> {
     const { afs, dir } = o;
-    await prepareDir(afs, dir);
+    await prepareDir(afs, dir, o.log);
     const lock = await acquireLock(afs, dir, o.now);
     try {
       if (lock.brokeStale) {
@@ -539,12 +539,15 @@ export class FileTrail {
 }
 
 /** Makes `dir` (0700, parents as needed); refuses a symlink or a non-directory. */
-async function prepareDir(afs: AuditFs, dir: string): Promise<void> {
+async function prepareDir(afs: AuditFs, dir: string, log: Logger): Promise<void> {
   try {
     const st = await afs.lstat(dir);
     if (st.isSymbolicLink()) throw new AuditConfigError('dir', `${dir} is a symlink (refused)`);
     if (!st.isDirectory()) throw new AuditConfigError('dir', `${dir} is not a directory`);
-    if ((st.mode & 0o777) !== 0o700) await afs.chmod(dir, 0o700);
+    if ((st.mode & 0o777) !== 0o700) {
+      log.warn({ dir, mode: (st.mode & 0o777).toString(8) }, 'audit trail directory tightened to mode 0700');
+      await afs.chmod(dir, 0o700);
+    }
   } catch (e) {
     if (!isErrno(e, 'ENOENT')) throw e;
     await afs.mkdir(dir, 0o700);

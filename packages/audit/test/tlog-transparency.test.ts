@@ -325,3 +325,70 @@ test('checkAgainstCheckpoint: clean trail ok; truncated trail vs older checkpoin
     fs.rmSync(work, { recursive: true, force: true });
   }
 });
+
+test('timer checkpoints: taken when the trail grew, not for our own audit.checkpoint record', async () => {
+  const dir = fs.mkdtempSync(join(tmpdir(), 'tlog-timer-'));
+  try {
+    const log = await openLogger(dir);
+    const tl = await Transparency.attach(log, { signer, everyRecords: 1000, everyMs: 40, worker: false });
+    const sizes: number[] = [];
+    tl.on('checkpoint', (c) => sizes.push(c.size));
+    for (let i = 0; i < 3; i++) log.emit(event(i));
+    await log.flush();
+    const until = Date.now() + 5000;
+    while (sizes.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(sizes, [3]);
+    // The checkpoint's own audit.checkpoint record (seq 4) must not trigger checkpoint after checkpoint.
+    await log.flush();
+    await new Promise((r) => setTimeout(r, 250));
+    assert.deepEqual(sizes, [3]);
+    log.emit(event(9));
+    await log.flush();
+    const until2 = Date.now() + 5000;
+    while (sizes.length === 1 && Date.now() < until2) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(sizes, [3, 5]);
+    await log.close();
+    const recs = allRecords(dir);
+    assert.equal(verifyCheckpoint(latestTrailCheckpoint(dir), signer.verifier).size, recs.length);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('files deleted by retention: their leaves come from the stored tree; without it the check says so', async () => {
+  const dir = fs.mkdtempSync(join(tmpdir(), 'tlog-retention-'));
+  try {
+    const log = await AuditLogger.open({
+      mode: 'local',
+      dir,
+      serviceId: 'worker-1',
+      flush: { mode: 'batched', maxEvents: 4, maxDelayMs: 5 },
+      rotation: { maxBytes: 1500 },
+      logger: quiet,
+    });
+    const tl = await Transparency.attach(log, { signer, everyRecords: 1000, everyMs: 0, worker: false });
+    for (let i = 0; i < 20; i++) log.emit(event(i));
+    await log.flush();
+    await tl.checkpoint();
+    await log.close();
+    const note = latestTrailCheckpoint(dir);
+    const manifest = JSON.parse(fs.readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
+      files: { name: string; state: string }[];
+    };
+    assert.ok(manifest.files.length >= 3, `rotated into ${manifest.files.length} files`);
+    // Retention deleted the first file: entry kept as `deleted`, content gone.
+    const first = manifest.files[0] as { name: string; state: string };
+    first.state = 'deleted';
+    fs.writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest));
+    fs.rmSync(join(dir, first.name), { force: true });
+    const r = await checkAgainstCheckpoint(dir, note, signer.verifier);
+    assert.ok(r.ok, JSON.stringify(r.failures));
+    assert.ok(r.leavesFromStoredTree > 0);
+    fs.rmSync(join(dir, 'tlog'), { recursive: true });
+    const r2 = await checkAgainstCheckpoint(dir, note, signer.verifier);
+    assert.equal(r2.ok, false);
+    assert.match(r2.failures[0]?.message ?? '', /deleted by retention/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -115,6 +115,7 @@ export async function checkAgainstCheckpoint(
   let firstMismatch: { seq: number; file: string; line: number } | undefined;
   let firstUnusable: { file: string; line: number; why: string } | undefined;
   let last: { seq: number | null; file: string; line: number } | undefined;
+  let unfilledDeleted = false;
 
   const addLeaf = (leaf: Buffer, where: { seq: number; file: string; line: number } | undefined) => {
     const i = tree.size;
@@ -145,6 +146,7 @@ export async function checkAgainstCheckpoint(
           continue;
         }
         // Records of files deleted by retention come from the stored tree (when it matches the checkpoint).
+        if (seq > tree.size + 1 && !stored && deleted.length > 0) unfilledDeleted = true;
         if (seq > tree.size + 1 && stored) {
           const gapEnd = Math.min(seq - 1, stored.size);
           const covered = deleted.some(
@@ -184,6 +186,9 @@ export async function checkAgainstCheckpoint(
       ? ` (first unreadable line: ${firstUnusable.file} line ${firstUnusable.line}: ${firstUnusable.why})`
       : '';
   const when = cp.time ? ` signed ${cp.time}` : '';
+  const inconclusive = unfilledDeleted
+    ? " Files deleted by retention left a gap that only the trail's tlog/ tree can fill, and it is missing or does not match the checkpoint: this may be the cause."
+    : '';
   if (tree.size < N) {
     let prefix = '';
     if (stored && tree.size > 0) {
@@ -197,7 +202,7 @@ export async function checkAgainstCheckpoint(
       line: last?.line ?? null,
       seq: tree.size + 1,
       lastSeq: N,
-      message: `the trail holds ${tree.size} record(s) but the checkpoint${when} commits to ${N}: records ${tree.size + 1}..${N} are missing.${prefix}`,
+      message: `the trail holds ${tree.size} record(s) but the checkpoint${when} commits to ${N}: records ${tree.size + 1}..${N} are missing.${prefix}${inconclusive}`,
     });
     if (stored && tree.size > 0 && prefix === '') {
       failures.push({
@@ -214,7 +219,7 @@ export async function checkAgainstCheckpoint(
       file: firstMismatch?.file ?? firstUnusable?.file ?? null,
       line: firstMismatch?.line ?? firstUnusable?.line ?? null,
       seq: firstMismatch?.seq ?? null,
-      message: `the first ${N} records do not match the checkpoint${when} (Merkle root differs): the history was rewritten${where}`,
+      message: `the first ${N} records do not match the checkpoint${when} (Merkle root differs): the history was rewritten${where}.${inconclusive}`,
     });
   }
   storedStore?.close();

@@ -4,6 +4,10 @@
  * figures (admission must still be atomic), multiple devices, option validation, backend selection.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { DeviceAllocation, MerkleRequest, MerkleResult, WriteProgress } from '../src/backend.js';
 import { openBackend } from '../src/backends.js';
@@ -12,12 +16,14 @@ import {
   BackendUnavailableError,
   DeviceError,
   InsufficientVramError,
+  IntegrityViolationError,
   InvalidInputError,
   PolicyViolationError,
   SealVerificationFailedError,
   StoppedError,
 } from '../src/errors.js';
 import { VramManager, type VramManagerOptions } from '../src/manager.js';
+import { formatDigest, merkleRoot } from '../src/merkle.js';
 import { SimulatedBackend } from '../src/simulated/index.js';
 import { pattern, RecordingAudit, TOKEN } from './helpers.js';
 
@@ -31,6 +37,7 @@ class FaultyBackend extends SimulatedBackend {
   externalUse = 0;
   freezeFreeAt: number | undefined;
   writeGate: Promise<void> | undefined;
+  flipAfterWrite: number | undefined;
   override async allocate(device: number, bytes: number): Promise<DeviceAllocation> {
     if (this.allocateFault) throw this.allocateFault;
     return super.allocate(device, bytes);
@@ -46,7 +53,9 @@ class FaultyBackend extends SimulatedBackend {
   ): Promise<number> {
     await this.writeGate;
     if (this.writeFault) throw this.writeFault;
-    return super.writeFrom(a, s, p);
+    const n = await super.writeFrom(a, s, p);
+    if (this.flipAfterWrite !== undefined) await this.corrupt(a, this.flipAfterWrite, 1, 0x80); // a bad copy
+    return n;
   }
   override async merkle(a: DeviceAllocation, r: MerkleRequest): Promise<MerkleResult> {
     if (this.merkleFault && !r.wantLeaves) throw this.merkleFault;
@@ -304,5 +313,37 @@ test('periodic sample verification: status through the handle and the manager', 
   assert.equal(m.periodicStatus()?.running, false);
   const samples = audit.of('seal.verified');
   assert.ok(samples.length >= 2 && samples.every((e) => e.mode === 'sample' && e.chunks_checked === 2));
+  await done();
+});
+
+test('a large file with expectedSha256 is hashed off-thread and checked against the device digest', async () => {
+  const { m, audit, done } = await setup();
+  const dir = await mkdtemp(join(tmpdir(), 'vramseal-big-'));
+  try {
+    const data = pattern(9 * MiB + 3, 17);
+    const file = join(dir, 'big.bin');
+    await writeFile(file, data);
+    const sha = createHash('sha256').update(data).digest('hex');
+    const s = await m.seal(file, { expectedSha256: sha });
+    assert.equal(s.digest, formatDigest(1024, merkleRoot(data, 1024)));
+    await m.release(s);
+    await assert.rejects(m.seal(file, { expectedSha256: 'f'.repeat(64) }), IntegrityViolationError);
+    assert.equal(audit.of('security.integrity_violation')[0]?.actual_hash, sha);
+    assert.equal((await m.capacity()).usedBytes, 0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await done();
+  }
+});
+
+test('with expectedSha256, device bytes that differ from the bytes read (a bad copy) are refused', async () => {
+  const { backend, audit, m, done } = await setup();
+  const data = pattern(50_000);
+  backend.flipAfterWrite = 40_000;
+  const sha = createHash('sha256').update(data).digest('hex');
+  await assert.rejects(m.seal(data, { expectedSha256: sha }), /differ from the bytes read/);
+  const [iv] = audit.of('security.integrity_violation');
+  assert.equal(iv?.expected_hash, formatDigest(1024, merkleRoot(data, 1024)));
+  assert.equal((await m.capacity()).usedBytes, 0);
   await done();
 });

@@ -78,3 +78,23 @@ test('a file that shrinks while being read is detected', async () => {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('off-thread hashing (worker threads) gives the same SHA-256 and Merkle head as inline', async () => {
+  const data = pattern(3_000_017, 13);
+  const results = [];
+  for (const offThreadHashBytes of [0, Number.MAX_SAFE_INTEGER]) {
+    const src = await openSource(data, { chunkBytes: 100_000, hashLeafSize: 2048, offThreadHashBytes });
+    let n = 0;
+    for await (const c of src.chunks()) n += c.length;
+    assert.equal(n, data.length);
+    const h = src.hashes();
+    results.push(h && { sha256: h.sha256, merkleRoot: Buffer.from(h.merkleRoot) });
+  }
+  assert.deepEqual(results[0], results[1]);
+  assert.equal(results[0]?.sha256, createHash('sha256').update(data).digest('hex'));
+  assert.deepEqual(Buffer.from(results[0]?.merkleRoot ?? []), Buffer.from(merkleRoot(data, 2048)));
+  // An abandoned stream stops its workers (the test process would not exit otherwise).
+  const src = await openSource(data, { chunkBytes: 100_000, hashLeafSize: 2048, offThreadHashBytes: 0 });
+  for await (const _ of src.chunks()) break;
+  assert.equal(src.hashes(), undefined);
+});

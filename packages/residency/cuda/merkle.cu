@@ -29,7 +29,7 @@
 #define VS_REORDER 1
 #endif
 #ifndef VS_MINB
-#define VS_MINB 0
+#define VS_MINB 6
 #endif
 #if VS_MINB > 0
 #define VS_LEAF_BOUNDS __launch_bounds__(128, VS_MINB)

@@ -60,6 +60,8 @@ export interface Driver {
   /** Raw CUresult + pointer, so callers can map OOM to AllocationFailed. */
   memAlloc(bytes: number): { res: number; ptr: bigint };
   memFree(ptr: bigint): void;
+  /** TEST ONLY (proves the policy check rejects it): cuMemAllocManaged. Never used by the backend. */
+  memAllocManagedForTest(bytes: number): bigint;
   pointerAttribute(attr: number, ptr: bigint): number;
   hostAlloc(bytes: number): { handle: Handle; addr: bigint; view: Uint8Array };
   hostFree(handle: Handle): void;
@@ -261,6 +263,12 @@ function bind(library: string): Driver {
     },
     memFree(ptr) {
       check(cuMemFree(ptr), 'cuMemFree');
+    },
+    memAllocManagedForTest(bytes) {
+      const fn = f('int cuMemAllocManaged(_Out_ uint64_t *dptr, uint64_t bytes, unsigned int flags)');
+      const v: [number | bigint] = [0];
+      check(fn(v, bytes, 1 /* CU_MEM_ATTACH_GLOBAL */), 'cuMemAllocManaged');
+      return big(v[0]);
     },
     pointerAttribute(attr, ptr) {
       const v = [0];

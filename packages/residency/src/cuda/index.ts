@@ -11,6 +11,7 @@
  * - Device pointers never leave this module: callers hold opaque {@link DeviceAllocation}s.
  */
 import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import type {
   DeviceAllocation,
   DeviceBackend,
@@ -52,6 +53,11 @@ export interface CudaBackendOptions {
   stagingBuffers?: number;
   /** PTX text to load instead of the shipped one (tests and kernel experiments). */
   ptx?: Uint8Array | string;
+  /**
+   * Leaves per digest segment, a power of two ≥ 2048 (default 2^20). The fixed per-device digest
+   * scratch (allocated at open) holds one segment of leaf hashes: 32 bytes × this.
+   */
+  segmentLeaves?: number;
 }
 
 /** GPU time of the last digest (kernels only, CUDA events), for benchmarks. */
@@ -68,6 +74,12 @@ export type CudaBackend = DeviceBackend & {
   readonly pinnedBytes: number;
   /** TEST ONLY: cuMemsetD8 of `length` bytes at `offset` to `value`, in place on the device. */
   memsetD8(alloc: DeviceAllocation, offset: number, value: number, length: number): Promise<void>;
+  /**
+   * Copies a whole regular file (e.g. from the page cache) into the allocation from offset 0 by
+   * reading straight into the pinned staging buffers: no intermediate JS buffers. Resolves with the
+   * bytes written; rejects if the file is larger than the allocation or changes size while read.
+   */
+  writeFromFile(alloc: DeviceAllocation, path: string, onProgress?: WriteProgress): Promise<number>;
   /** GPU time of the most recent `merkle()` call (leaf + tree kernels). */
   lastDigestTiming(): CudaDigestTiming | undefined;
   /** Copies device memory back and hashes it with plain SHA-256 on the CPU (the old method; bench only). */
@@ -87,11 +99,28 @@ interface DeviceState {
   tEnd: Handle;
   lock: Mutex;
   kernels?: MerkleModule;
-  scratch?: { ptr: bigint; bytes: number };
+  scratch?: Scratch;
   /** Small pinned area: kernel parameters + root / index / leaf-hash transfers. */
   small: { handle: Handle; addr: bigint; view: Uint8Array };
   params: ParamBlock;
 }
+
+/** Fixed per-device digest scratch: one segment of leaf hashes, two level buffers, segment roots. */
+interface Scratch {
+  ptr: bigint;
+  bytes: number;
+  segmentLeaves: number;
+  maxSegments: number;
+  leaves: bigint;
+  tmpA: bigint;
+  tmpB: bigint;
+  segRoots: bigint;
+  final: bigint;
+}
+
+/** Leaves per digest segment (2^20: 32 MiB of leaf hashes; 16 GiB of data at 16 KiB leaves). */
+export const DEFAULT_SEGMENT_LEAVES = 1 << 20;
+const MAX_SEGMENTS = 4096;
 
 interface AllocRecord {
   alloc: DeviceAllocation;
@@ -268,6 +297,37 @@ class CudaBackendImpl implements CudaBackend {
     );
   }
 
+  async writeFromFile(alloc: DeviceAllocation, path: string, onProgress?: WriteProgress): Promise<number> {
+    const r = this.#rec('writeFromFile', alloc);
+    if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) {
+      throw new InvalidInputError('path', 'must be a non-empty file path without NUL');
+    }
+    const d = this.#dev(alloc.device);
+    const fh = await open(path, 'r');
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new InvalidInputError('path', 'must be a regular file');
+      if (st.size > alloc.bytes) {
+        throw new InvalidInputError(
+          'path',
+          `file is ${st.size} bytes, more than the allocation's ${alloc.bytes}`,
+        );
+      }
+      const n = await this.#staging.uploadFile(
+        this.#target(d),
+        r.ptr,
+        fh,
+        st.size,
+        onProgress ? (done) => onProgress(done, st.size) : undefined,
+      );
+      if ((await fh.stat()).size !== st.size)
+        throw new InvalidInputError('path', 'file changed size while being read');
+      return n;
+    } finally {
+      await fh.close();
+    }
+  }
+
   async read(alloc: DeviceAllocation, offset: number, length: number): Promise<Uint8Array> {
     const r = this.#rec('read', alloc);
     this.#range(alloc, offset, length);
@@ -293,21 +353,28 @@ class CudaBackendImpl implements CudaBackend {
     return d.kernels;
   }
 
-  /** Grow-only per-device scratch for leaf hashes and tree levels (freed at close). */
-  #scratch(d: DeviceState, bytes: number): bigint {
-    if (d.scratch && d.scratch.bytes >= bytes) return d.scratch.ptr;
-    this.#drv.setCurrent(d.ctx);
-    if (d.scratch) {
-      this.#drv.memFree(d.scratch.ptr);
-      d.scratch = undefined;
-    }
-    const want = Math.max(bytes, 1024 * 1024);
-    const { res, ptr } = this.#drv.memAlloc(want);
-    if (res !== 0) {
-      throw new AllocationFailedError(d.facts.index, want, `digest scratch: ${this.#drv.errorName(res)}`);
-    }
-    d.scratch = { ptr, bytes: want };
-    return ptr;
+  /** The device's fixed digest scratch (allocated at open, so free memory stays stable). */
+  #scratch(d: DeviceState): Scratch {
+    if (!d.scratch)
+      throw new DeviceError('merkle', 'NO_SCRATCH', `device ${d.facts.index} has no digest scratch`);
+    return d.scratch;
+  }
+
+  /** Reduces `m` nodes at `src` to one node written at `final` (always at least one launch). */
+  #reduceTo(d: DeviceState, k: MerkleModule, src: bigint, m: number, final: bigint, sc: Scratch): void {
+    const tmp = [sc.tmpA, sc.tmpB];
+    let i = 0;
+    let n = m;
+    let from = src;
+    do {
+      const blocks = Math.ceil(n / REDUCE_SPAN);
+      const to = blocks === 1 ? final : (tmp[i] as bigint);
+      i ^= 1;
+      const p = d.params.reset().u64(from).u32(n).u64(to).mul();
+      this.#drv.launchKernel(k.reduce, blocks, REDUCE_THREADS, 0, d.stream, p.table());
+      from = to;
+      n = blocks;
+    } while (n > 1);
   }
 
   #launchLeaves(
@@ -341,26 +408,41 @@ class CudaBackendImpl implements CudaBackend {
     return d.lock.run(async () => {
       const drv = this.#drv;
       const k = this.#kernels(d);
-      const levelBytes = Math.ceil(n / REDUCE_SPAN) * 32;
-      const scratch = this.#scratch(d, n * 32 + 2 * levelBytes);
-      const leaves = scratch;
+      const sc = this.#scratch(d);
+      const seg = sc.segmentLeaves;
+      const segments = Math.ceil(n / seg);
+      if (segments > sc.maxSegments) {
+        throw new InvalidInputError(
+          'length',
+          `too many leaves for one digest (${n} > ${sc.maxSegments * seg})`,
+        );
+      }
+      const leaves = req.wantLeaves ? new Uint8Array(n * 32) : undefined;
       drv.setCurrent(d.ctx);
       drv.eventRecord(d.tStart, d.stream);
-      this.#launchLeaves(d, k, r.ptr, length, shift, 0n, n, leaves);
-      let inPtr = leaves;
-      let outPtr = scratch + BigInt(n * 32);
-      let other = outPtr + BigInt(levelBytes);
-      let m = n;
-      while (m > 1) {
-        const blocks = Math.ceil(m / REDUCE_SPAN);
-        const p = d.params.reset().u64(inPtr).u32(m).u64(outPtr).mul();
-        drv.launchKernel(k.reduce, blocks, REDUCE_THREADS, 0, d.stream, p.table());
-        m = blocks;
-        inPtr = outPtr;
-        [outPtr, other] = [other, outPtr];
+      // Aligned segments of 2^k leaves are complete subtrees: each reduces to the level-k node
+      // (the last, partial one too, by the odd-node carry rule), then the segment roots reduce.
+      for (let sgi = 0; sgi < segments; sgi++) {
+        const first = sgi * seg;
+        const count = Math.min(seg, n - first);
+        const base = r.ptr + BigInt(first) * BigInt(leafSize);
+        const segLen = Math.min(length - first * leafSize, count * leafSize);
+        drv.setCurrent(d.ctx);
+        this.#launchLeaves(d, k, base, segLen, shift, 0n, count, sc.leaves);
+        this.#reduceTo(d, k, sc.leaves, count, sc.segRoots + BigInt(32 * sgi), sc);
+        if (leaves) {
+          const part = await this.#staging.download(this.#target(d), sc.leaves, count * 32);
+          leaves.set(part, first * 32);
+        }
+      }
+      drv.setCurrent(d.ctx);
+      let rootPtr = sc.segRoots;
+      if (segments > 1) {
+        this.#reduceTo(d, k, sc.segRoots, segments, sc.final, sc);
+        rootPtr = sc.final;
       }
       drv.eventRecord(d.tEnd, d.stream);
-      drv.memcpyDtoHAsync(d.small.addr + BigInt(SMALL_DATA_OFFSET), inPtr, 32, d.stream);
+      drv.memcpyDtoHAsync(d.small.addr + BigInt(SMALL_DATA_OFFSET), rootPtr, 32, d.stream);
       drv.eventRecord(d.evOp, d.stream);
       await waitEvent(drv, d.evOp);
       const root = d.small.view.slice(SMALL_DATA_OFFSET, SMALL_DATA_OFFSET + 32);
@@ -369,9 +451,7 @@ class CudaBackendImpl implements CudaBackend {
         bytes: length,
         gpuMs: drv.eventElapsedMs(d.tStart, d.tEnd),
       };
-      if (!req.wantLeaves) return { root };
-      const all = await this.#staging.download(this.#target(d), leaves, n * 32);
-      return { root, leaves: all };
+      return leaves ? { root, leaves } : { root };
     });
   }
 
@@ -397,7 +477,7 @@ class CudaBackendImpl implements CudaBackend {
     return d.lock.run(async () => {
       const drv = this.#drv;
       const k = this.#kernels(d);
-      const scratch = this.#scratch(d, INDEX_BATCH * 36);
+      const scratch = this.#scratch(d).leaves;
       const idxHost = d.small.addr + BigInt(SMALL_DATA_OFFSET);
       const idxView = new DataView(d.small.view.buffer, d.small.view.byteOffset + SMALL_DATA_OFFSET);
       const outOff = SMALL_DATA_OFFSET + INDEX_BATCH * 4;
@@ -458,6 +538,41 @@ class CudaBackendImpl implements CudaBackend {
     return h.digest();
   }
 
+  /** Loads the kernels and allocates the fixed digest scratch on every device (at open). */
+  prepare(segmentLeaves: number): void {
+    const drv = this.#drv;
+    const tmpBytes = Math.ceil(Math.max(segmentLeaves, MAX_SEGMENTS) / REDUCE_SPAN) * 32;
+    const leavesBytes = segmentLeaves * 32;
+    const bytes = leavesBytes + 2 * tmpBytes + MAX_SEGMENTS * 32 + 256;
+    for (const d of this.#devs) {
+      try {
+        this.#kernels(d);
+      } catch {
+        // reported with its reason by the first digest on this device
+      }
+      drv.setCurrent(d.ctx);
+      const { res, ptr } = drv.memAlloc(bytes);
+      if (res !== 0) {
+        throw new BackendUnavailableError(
+          'cuda',
+          `device ${d.facts.index}: cannot allocate the ${bytes}-byte digest scratch: ${drv.errorName(res)}`,
+        );
+      }
+      const at = (off: number) => ptr + BigInt(off);
+      d.scratch = {
+        ptr,
+        bytes,
+        segmentLeaves,
+        maxSegments: MAX_SEGMENTS,
+        leaves: ptr,
+        tmpA: at(leavesBytes),
+        tmpB: at(leavesBytes + tmpBytes),
+        segRoots: at(leavesBytes + 2 * tmpBytes),
+        final: at(leavesBytes + 2 * tmpBytes + MAX_SEGMENTS * 32),
+      };
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     const drv = this.#drv;
@@ -477,6 +592,7 @@ class CudaBackendImpl implements CudaBackend {
         }
       }
       if (d.scratch) drv.memFree(d.scratch.ptr);
+      d.scratch = undefined;
       if (d.kernels) drv.moduleUnload(d.kernels.module);
       for (const ev of [...d.events, d.evOp, d.tStart, d.tEnd]) drv.eventDestroy(ev);
       drv.streamDestroy(d.stream);
@@ -492,6 +608,14 @@ class CudaBackendImpl implements CudaBackend {
  * (VRAM-only) is checked by `checkPolicy(device)` and again on every allocation.
  */
 export async function openCudaBackend(opts: CudaBackendOptions = {}): Promise<CudaBackend> {
+  const segmentLeaves = opts.segmentLeaves ?? DEFAULT_SEGMENT_LEAVES;
+  if (
+    !Number.isInteger(segmentLeaves) ||
+    segmentLeaves < 2048 ||
+    (segmentLeaves & (segmentLeaves - 1)) !== 0
+  ) {
+    throw new InvalidInputError('segmentLeaves', 'must be a power of two ≥ 2048');
+  }
   const drv = loadDriver(opts.library);
   let count: number;
   try {
@@ -539,7 +663,14 @@ export async function openCudaBackend(opts: CudaBackendOptions = {}): Promise<Cu
     opts.ptx === undefined
       ? undefined
       : Buffer.concat([Buffer.from(opts.ptx as Uint8Array | string), Buffer.from([0])]);
-  return new CudaBackendImpl(drv, devs, staging, ptx);
+  const backend = new CudaBackendImpl(drv, devs, staging, ptx);
+  try {
+    backend.prepare(segmentLeaves);
+  } catch (e) {
+    await backend.close();
+    throw e;
+  }
+  return backend;
 }
 
 export { PolicyViolationError };

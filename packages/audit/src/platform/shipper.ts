@@ -135,6 +135,7 @@ export class Shipper extends EventEmitter {
   #abort: AbortController | undefined;
   #flushWanted = 0;
   #idleWaiters: Array<() => void> = [];
+  #persistedOnce = false;
 
   constructor(opts: ShipperOptions) {
     super();
@@ -516,7 +517,9 @@ export class Shipper extends EventEmitter {
     this.#ackedHash = hash;
     this.#receipt = receipt;
     this.#lastAckAt = new Date().toISOString();
-    if (changed || !this.#persistedOnce) {
+    // Once stop() was called another shipper may own the directory (restart): leave the file to it.
+    // A lost update only means re-sending, which the collector acknowledges as duplicates.
+    if ((changed || !this.#persistedOnce) && !this.#stopping) {
       const st: ShipperState = {
         v: 1,
         provider_id: this.providerId,
@@ -530,7 +533,6 @@ export class Shipper extends EventEmitter {
       this.#persistedOnce = true;
     }
   }
-  #persistedOnce = false;
 
   async #send(recs: SpoolRecord[]): Promise<void> {
     const first = recs[0] as SpoolRecord;

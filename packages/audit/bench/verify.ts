@@ -9,8 +9,9 @@
  *  - verifyTrail with the key (hash + MAC + chain + checksums + manifest) and without it;
  *  - queryTrail over all N records: a selective filter (type + actor), a time window the manifest
  *    lets it skip most files for, and a full scan returning every record.
- * Reports wall time and records/s, plus CPU time (process.cpuUsage): the machine may be shared, so
- * records per CPU-second is the steadier number.
+ * Reports wall time and records/s, plus CPU time (process.cpuUsage, all threads of the process): the
+ * machine may be shared, so records per CPU-second is the steadier number. Verification runs twice:
+ * with the default worker pool (2 threads on a 2-CPU machine) and on one thread.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import {
@@ -191,9 +192,11 @@ async function main() {
     const v1 = await measure(() => verifyTrail(dir, { macKey: KEY }));
     if (!v1.value.ok)
       throw new Error(`bench trail does not verify: ${JSON.stringify(v1.value.failures.slice(0, 3))}`);
-    row('verify (hash + MAC + chain + checksums)', v1.value.records, v1, {
+    row('verify (hash + MAC + chain + checksums, auto workers)', v1.value.records, v1, {
       mb_per_s: Math.round(v1.value.bytes / 1e6 / (v1.wallMs / 1000)),
     });
+    const v1b = await measure(() => verifyTrail(dir, { macKey: KEY, concurrency: 0 }));
+    row('verify, one thread (concurrency 0)', v1b.value.records, v1b);
     const v2 = await measure(() => verifyTrail(dir));
     row('verify without key (hash + chain + checksums)', v2.value.records, v2);
     const q1 = await measure(() => count(dir, { types: ['auth.success'], actor: 'user-42' }));
@@ -213,6 +216,7 @@ async function main() {
       records: N,
       bytes: v1.value.bytes,
       files: v1.value.files,
+      peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     };
     if (JSON_OUT)
       process.stdout.write(`${JSON.stringify({ bench: 'audit-verify', env, results }, null, 2)}\n`);

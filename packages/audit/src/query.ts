@@ -306,8 +306,9 @@ export async function* queryTrail(dir: string, q: QueryOptions = {}): AsyncGener
       }
       lastReadIdx = idx;
     }
-    for await (const l of readTrailLines(join(dir, f.path), { maxLineBytes: q.maxLineBytes })) {
-      if (!q.verify && (l.bytes === null || !m.maybe(l.bytes))) continue;
+    const filter = q.verify ? undefined : (b: Buffer) => m.maybe(b);
+    for await (const l of readTrailLines(join(dir, f.path), { maxLineBytes: q.maxLineBytes, filter })) {
+      if (!q.verify && l.bytes === null) continue;
       if (l.bytes === null) {
         throw new TrailIntegrityError(
           'unparsable_line',

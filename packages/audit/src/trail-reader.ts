@@ -143,6 +143,11 @@ export interface ReadOptions {
   onDiskBytes?: (bytes: number) => void;
   /** Read from this already-open handle instead of opening `path` (the caller closes it). */
   handle?: FileHandle;
+  /**
+   * {@link readTrailLines} only: lines for which this returns false are dropped before they are
+   * yielded (a cheap byte-level prefilter; oversize lines are always yielded).
+   */
+  filter?: (bytes: Buffer) => boolean;
 }
 
 /** The (decompressed) byte stream of a trail file and a way to stop reading it early. */
@@ -216,9 +221,11 @@ export interface TrailLine {
  */
 export async function* readTrailLines(path: string, opts: ReadOptions = {}): AsyncGenerator<TrailLine> {
   let out: TrailLine[] = [];
+  const filter = opts.filter;
   const split = new LineSplitter(
     {
       line(bytes, lineNo, terminated) {
+        if (filter && !filter(bytes)) return;
         out.push({ lineNo, bytes, length: bytes.length, terminated });
       },
       oversize(lineNo, length, terminated) {

@@ -864,6 +864,7 @@ export async function verifyTrail(dir: string, opts: VerifyOptions = {}): Promis
         maxSeq: null,
       };
       const fileName = diskName;
+      chain.currentFile = diskName;
       const wantLast = e?.last_seq ?? null;
       let scan: FileScan | null = null;
       let ioProblem: string | null = null;

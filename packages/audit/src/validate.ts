@@ -410,10 +410,13 @@ export function validateEvent(input: unknown): AuditEvent {
 }
 
 function normalizeIps(copy: Record<string, unknown>): void {
-  if (typeof copy.ip === 'string') copy.ip = (tryParseIp(copy.ip) as { address: string }).address;
+  // Valid IPv4 text is already canonical; only IPv6 (or IPv4-mapped IPv6) text can change.
+  const ip = copy.ip;
+  if (typeof ip === 'string' && ip.includes(':')) copy.ip = (tryParseIp(ip) as { address: string }).address;
   const actor = copy.actor as Record<string, unknown> | undefined;
-  if (actor !== undefined && typeof actor.ip === 'string') {
-    actor.ip = (tryParseIp(actor.ip) as { address: string }).address;
+  const aip = actor?.ip;
+  if (typeof aip === 'string' && aip.includes(':')) {
+    (actor as Record<string, unknown>).ip = (tryParseIp(aip) as { address: string }).address;
   }
 }
 

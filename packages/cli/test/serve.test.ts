@@ -531,6 +531,33 @@ test('HTTP: failed verification → 409 with the corrupt range, then stopped (50
   }
 });
 
+test('HTTP: DELETE racing executes never stops the worker', async () => {
+  const h = await startHarness({ executeCheck: 'full' });
+  try {
+    writeModel(h, 'org/r.bin', 2 * 1024 * 1024);
+    assert.equal(
+      (await call(h, 'POST', '/v1/shards', { body: { model: 'org/r.bin', shard_id: 'r' } })).status,
+      201,
+    );
+    const execs = Array.from({ length: 6 }, () =>
+      call(h, 'POST', '/v1/execute', { token: OPERATOR, body: { shard_id: 'r' } }),
+    );
+    const del = call(h, 'DELETE', '/v1/shards/r');
+    const more = Array.from({ length: 4 }, () =>
+      call(h, 'POST', '/v1/execute', { token: OPERATOR, body: { shard_id: 'r' } }),
+    );
+    const results = await Promise.all([...execs, ...more]);
+    assert.equal((await del).status, 200);
+    for (const r of results) assert.ok(r.status === 200 || r.status === 404, `${r.status} ${r.text}`);
+    const health = await call(h, 'GET', '/health', { token: null });
+    assert.equal(health.body.status, 'ready');
+    await h.flush();
+    assert.equal(h.events().filter((e) => e.type === 'seal.verification_failed').length, 0);
+  } finally {
+    await h.close();
+  }
+});
+
 test('HTTP: metrics exposition', async () => {
   const h = await startHarness();
   try {

@@ -63,7 +63,7 @@ const healthBody = {
   type: 'object',
   required: ['status', 'backend', 'shards', 'audit'],
   properties: {
-    status: { type: 'string', enum: ['ready', 'stopped', 'shutting_down'] },
+    status: { type: 'string', enum: ['ready', 'stopped', 'shutting_down', 'degraded'] },
     reason: { type: 'string' },
     backend: { type: 'string' },
     shards: { type: 'integer' },

@@ -268,8 +268,10 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
   });
 
   app.get('/health', { schema: healthRoute }, async (_req, reply: FastifyReply) => {
-    const s = status();
+    let s: { status: string; reason?: string | undefined } = status();
     const h = audit.health();
+    if (s.status === 'ready' && h.state === 'unavailable')
+      s = { status: 'degraded', reason: `audit trail unavailable${h.lastError ? `: ${h.lastError}` : ''}` };
     reply.code(s.status === 'ready' ? 200 : 503);
     return {
       status: s.status,
@@ -373,13 +375,53 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
     },
   );
 
+  // Per-shard gate: a release waits for the executes in flight on that shard and later executes get
+  // 404, so a DELETE racing an execute can never look like a verification of a released shard
+  // (which the manager must treat as a failure and stop on).
+  const gates = new Map<string, { busy: number; releasing: boolean; idle: Array<() => void> }>();
+  const enter = (id: string) => {
+    let g = gates.get(id);
+    if (g?.releasing)
+      throw new RouteError({
+        status: 404,
+        code: 'NOT_SEALED',
+        message: `shard ${JSON.stringify(id)} is being released`,
+        shard_id: id,
+      });
+    if (!g) gates.set(id, (g = { busy: 0, releasing: false, idle: [] }));
+    g.busy++;
+    return () => {
+      g.busy--;
+      if (g.busy === 0) {
+        for (const f of g.idle.splice(0)) f();
+        if (!g.releasing) gates.delete(id);
+      }
+    };
+  };
+
   app.delete<{ Params: { id: string } }>(
     '/v1/shards/:id',
     { schema: deleteRoute, config: { role: 'admin' } },
     async (req) => {
-      shardOr404(req.params.id);
-      const r = await residency.release(req.params.id);
-      return { shard_id: req.params.id, released: true, freed_bytes: r.freed_bytes };
+      const id = req.params.id;
+      shardOr404(id);
+      let g = gates.get(id);
+      if (g?.releasing)
+        throw new RouteError({
+          status: 404,
+          code: 'NOT_SEALED',
+          message: `shard ${JSON.stringify(id)} is being released`,
+          shard_id: id,
+        });
+      if (!g) gates.set(id, (g = { busy: 0, releasing: false, idle: [] }));
+      g.releasing = true;
+      try {
+        if (g.busy > 0) await new Promise<void>((r) => g.idle.push(r));
+        const r = await residency.release(id);
+        return { shard_id: id, released: true, freed_bytes: r.freed_bytes };
+      } finally {
+        gates.delete(id);
+      }
     },
   );
 
@@ -389,6 +431,7 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
     async (req) => {
       requireReady();
       const shard = shardOr404(req.body.shard_id);
+      const leave = enter(shard.shard_id);
       const mode = opts.executeCheck;
       const t0 = performance.now();
       try {
@@ -397,10 +440,10 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
         metrics.verificationSeconds.observe({ mode }, (performance.now() - t0) / 1000);
         return { attested: true, shard, verification };
       } catch (err) {
-        metrics.verifications.inc({ mode, result: 'failed' });
-        metrics.verificationSeconds.observe({ mode }, (performance.now() - t0) / 1000);
         const code = (err as { code?: string }).code;
-        if (code === 'SEAL_VERIFICATION_FAILED' || code === 'NOT_SEALED') {
+        if (code === 'SEAL_VERIFICATION_FAILED') {
+          metrics.verifications.inc({ mode, result: 'failed' });
+          metrics.verificationSeconds.observe({ mode }, (performance.now() - t0) / 1000);
           stoppedReason ??= `verification of shard ${shard.shard_id} failed`;
           log?.fatal(
             { shard_id: shard.shard_id, code },
@@ -408,6 +451,8 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
           );
         }
         throw err;
+      } finally {
+        leave();
       }
     },
   );

@@ -178,6 +178,19 @@ test('vramseal collector starts on PostgreSQL with the app role, and audit verif
   assert.equal(d2.collector.ok, false);
   assert.equal(d2.collector.first_divergent_seq, 19);
 
+  // SIGHUP reloads providers.json: a newly registered provider becomes known without a restart.
+  assert.equal((await fetch(`${info.url}/v1/providers/gpu-2/head`)).status, 404);
+  const doc2 = JSON.parse(readFileSync(join(work, 'providers.json'), 'utf8'));
+  doc2.providers['gpu-2'] = { public_keys: [generateSigningKey().publicKey] };
+  writeFileSync(join(work, 'providers.json'), JSON.stringify(doc2));
+  collector?.kill('SIGHUP');
+  let status = 0;
+  for (let i = 0; i < 50 && status !== 200; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    status = (await fetch(`${info.url}/v1/providers/gpu-2/head`)).status;
+  }
+  assert.equal(status, 200);
+
   const usage = await run(['audit', 'verify', dir, '--collector', info.url]);
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /--provider/);

@@ -143,6 +143,18 @@ async function runCollector(f: CollectorFlags): Promise<number> {
       trail: trailDir,
     };
     process.stdout.write(`${JSON.stringify(info)}\n`);
+    // SIGHUP: reload providers.json (new providers, rotated keys, tokens) without a restart.
+    const reload = () => {
+      try {
+        const k = loadKeysFile(f.keys as string);
+        keys.providers = k.providers;
+        keys.tokens = k.tokens;
+        log.warn({ providers: k.providers.size, tokens: k.tokens.size }, 'keys file reloaded');
+      } catch (err) {
+        log.error({ err: errorText(err) }, 'keys file reload failed; keeping the previous keys');
+      }
+    };
+    process.on('SIGHUP', reload);
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.off('SIGINT', stop);
@@ -152,6 +164,7 @@ async function runCollector(f: CollectorFlags): Promise<number> {
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
     });
+    process.off('SIGHUP', reload);
     log.info('shutting down');
     await c.close();
     await audit.close();

@@ -80,6 +80,11 @@ export interface VramManagerOptions {
   maxModelBytes?: number;
   /** Device bytes never handed out (default 0). */
   reserveBytes?: number;
+  /**
+   * Most bytes this manager may hold on each device (a quota, e.g. for a GPU shared by several
+   * workers). Default: no quota (the device size minus `reserveBytes`).
+   */
+  quotaBytes?: number;
   /** Refuse seals when the audit trail cannot record (default false). */
   failClosed?: boolean;
   /** Merkle leaf size for new seals (default 16 KiB; a power of two in 1 KiB..16 MiB). */
@@ -121,9 +126,11 @@ export interface CapacityInfo {
   totalBytes: number;
   /** Bytes this manager holds or has admitted on the device. */
   usedBytes: number;
-  /** What a seal may take now: min(total − reserve − used, device free − reserve − admitted-not-allocated). */
+  /** What a seal may take now: min(min(total − reserve, quota) − used, device free − reserve − admitted-not-allocated). */
   availableBytes: number;
   reserveBytes: number;
+  /** The per-device quota, if one is set. */
+  quotaBytes?: number;
   /** Device-wide free memory as the backend reports it (CUDA: other processes included). */
   deviceFreeBytes: number;
   shards: number;
@@ -467,7 +474,11 @@ export class VramManager {
 
   #available(d: number): number {
     const total = (this.#devices[d] as DeviceInfo).totalBytes;
-    return Math.max(0, total - this.#policy.reserveBytes - (this.#committed[d] as number));
+    const cap = Math.min(
+      total - this.#policy.reserveBytes,
+      this.#policy.quotaBytes ?? Number.POSITIVE_INFINITY,
+    );
+    return Math.max(0, cap - (this.#committed[d] as number));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -488,6 +499,7 @@ export class VramManager {
         Math.min(this.#available(d), mem.freeBytes - this.#policy.reserveBytes - pending),
       ),
       reserveBytes: this.#policy.reserveBytes,
+      ...(this.#policy.quotaBytes === undefined ? {} : { quotaBytes: this.#policy.quotaBytes }),
       deviceFreeBytes: mem.freeBytes,
       shards: [...this.#entries.values()].filter((e) => e.alloc.device === d).length,
     };
@@ -598,7 +610,11 @@ export class VramManager {
     if (size > available) {
       await src.close();
       refuse(`insufficient VRAM: need ${size} bytes, ${available} available after reserve`, available);
-      throw new InsufficientVramError(device, size, available, `reserve ${this.#policy.reserveBytes} bytes`);
+      const detail =
+        this.#policy.quotaBytes === undefined
+          ? `reserve ${this.#policy.reserveBytes} bytes`
+          : `reserve ${this.#policy.reserveBytes} bytes, quota ${this.#policy.quotaBytes} bytes`;
+      throw new InsufficientVramError(device, size, available, detail);
     }
     this.#committed[device] = (this.#committed[device] as number) + size;
     this.#pendingIds.add(shardId);

@@ -28,6 +28,8 @@ const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\ufeff
 export interface ResidencyPolicy {
   readonly maxModelBytes: number;
   readonly reserveBytes: number;
+  /** Most bytes this manager may hold per device (a quota below the device size); undefined = none. */
+  readonly quotaBytes: number | undefined;
   readonly leafSize: number;
   readonly failClosed: boolean;
 }
@@ -43,6 +45,7 @@ function nonNegativeSafeInt(field: string, v: unknown): number {
 export function resolvePolicy(opts: {
   maxModelBytes?: number | undefined;
   reserveBytes?: number | undefined;
+  quotaBytes?: number | undefined;
   leafSize?: number | undefined;
   failClosed?: boolean | undefined;
 }): ResidencyPolicy {
@@ -58,7 +61,15 @@ export function resolvePolicy(opts: {
   if (opts.failClosed !== undefined && typeof opts.failClosed !== 'boolean') {
     throw new InvalidInputError('failClosed', 'must be a boolean');
   }
-  return Object.freeze({ maxModelBytes, reserveBytes, leafSize, failClosed: opts.failClosed ?? false });
+  const quotaBytes =
+    opts.quotaBytes === undefined ? undefined : nonNegativeSafeInt('quotaBytes', opts.quotaBytes);
+  return Object.freeze({
+    maxModelBytes,
+    reserveBytes,
+    quotaBytes,
+    leafSize,
+    failClosed: opts.failClosed ?? false,
+  });
 }
 
 export function checkShardId(v: unknown): string {

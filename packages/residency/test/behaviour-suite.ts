@@ -269,9 +269,9 @@ export function registerBehaviourSuite(target: BackendUnderTest): void {
     },
   );
 
-  scenario('exact-capacity seal succeeds; one byte more is refused', async ({ open, free }) => {
+  scenario('exact-capacity seal succeeds; one byte more is refused', async ({ open }) => {
     const N = 64 * LEAF;
-    const m = await open({ reserveBytes: (await free()) - N });
+    const m = await open({ quotaBytes: N });
     assert.equal((await m.capacity()).availableBytes, N);
     const s = await m.seal(pattern(N));
     assert.equal((await m.capacity()).availableBytes, 0);
@@ -557,11 +557,11 @@ export function registerBehaviourSuite(target: BackendUnderTest): void {
     },
   );
 
-  scenario('concurrent seals: admission is atomic and accounting exact', async ({ open, free }) => {
+  scenario('concurrent seals: admission is atomic and accounting exact', async ({ open }) => {
     const size = 4 * LEAF;
     const fits = 12;
     const audit = new RecordingAudit();
-    const m = await open({ reserveBytes: (await free()) - fits * size }, audit);
+    const m = await open({ quotaBytes: fits * size }, audit);
     const results = await Promise.allSettled(
       Array.from({ length: 20 }, (_, i) => m.seal(pattern(size, i + 1))),
     );
@@ -625,10 +625,14 @@ export function registerBehaviourSuite(target: BackendUnderTest): void {
     await m.seal(pattern(LEAF), { shardId: 'c1' });
     await m.seal(pattern(LEAF), { shardId: 'c2' });
     const p = m.startPeriodicVerification({ intervalMs: 1000 });
+    const held = await free();
     await m.close();
     await m.close(); // idempotent
     assert.equal(p.status().running, false);
-    assert.equal(await free(), before);
+    const after = await free();
+    assert.ok(after > held, 'close returned device memory');
+    // Exact on the simulated device; a CUDA context may keep memory it loaded lazily (e.g. a module).
+    if (kind === 'simulated') assert.equal(after, before);
     assert.deepEqual(
       audit.of('vram.deallocated').map((e) => [e.shard_id, e.reason]),
       [
@@ -641,12 +645,14 @@ export function registerBehaviourSuite(target: BackendUnderTest): void {
     const audit2 = new RecordingAudit();
     const d = await open({}, audit2);
     await d.seal(pattern(LEAF), { shardId: 'd1' });
+    const held2 = await free();
     await d[Symbol.asyncDispose]();
+    assert.ok((await free()) > held2, 'dispose returned device memory');
     assert.deepEqual(
       audit2.of('vram.deallocated').map((e) => e.reason),
       ['dispose'],
     );
-    assert.equal(await free(), before);
+    if (kind === 'simulated') assert.equal(await free(), before);
   });
 
   scenario('execute verifies (sample by default, or full) then runs the function', async ({ m, audit }) => {

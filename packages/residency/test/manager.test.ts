@@ -236,6 +236,7 @@ test('open() validates its options and names the field', async () => {
     [{ leafSize: 1000 }, 'leafSize'],
     [{ reserveBytes: -1 }, 'reserveBytes'],
     [{ maxModelBytes: 0 }, 'maxModelBytes'],
+    [{ quotaBytes: -1 }, 'quotaBytes'],
     [{ tokenFile: '/nonexistent/token', workerToken: undefined }, 'tokenFile'],
   ];
   for (const [patch, field] of cases) {
@@ -345,5 +346,20 @@ test('with expectedSha256, device bytes that differ from the bytes read (a bad c
   const [iv] = audit.of('security.integrity_violation');
   assert.equal(iv?.expected_hash, formatDigest(1024, merkleRoot(data, 1024)));
   assert.equal((await m.capacity()).usedBytes, 0);
+  await done();
+});
+
+test('quotaBytes caps what one manager holds per device, below the device size', async () => {
+  const { m, done } = await setup({ quotaBytes: 3 * MiB, reserveBytes: MiB });
+  const cap = await m.capacity();
+  assert.deepEqual([cap.availableBytes, cap.quotaBytes, cap.reserveBytes], [3 * MiB, 3 * MiB, MiB]);
+  await m.seal(pattern(2 * MiB));
+  await assert.rejects(m.seal(pattern(MiB + 1)), (e: unknown) => {
+    assert.ok(e instanceof InsufficientVramError);
+    assert.match(e.message, /quota 3145728 bytes/);
+    return true;
+  });
+  await m.seal(pattern(MiB));
+  assert.equal((await m.capacity()).availableBytes, 0);
   await done();
 });

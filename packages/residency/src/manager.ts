@@ -676,7 +676,7 @@ export class VramManager {
             action_taken: 'seal_refused',
           });
         }
-        refuse(errMessage(e), this.#available(device));
+        refuse(errMessage(e), this.#available(device) + size); // this seal's admission is still counted
         if (e instanceof ResidencyError) throw e;
         throw new AllocationFailedError(device, size, errMessage(e), e);
       }

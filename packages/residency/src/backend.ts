@@ -61,7 +61,9 @@ export interface DeviceBackend {
   /**
    * Host → device copy of a stream of chunks, written back to back from offset 0. Backends overlap
    * reading the next chunk with copying the previous one (CUDA: double-buffered pinned staging).
-   * Resolves with the number of bytes written.
+   * Resolves with the number of bytes written. Must iterate `source` to its end (never `break` at
+   * `alloc.bytes`): the manager's sources check their length and finish hashing (expectedSha256)
+   * only when iteration completes.
    */
   writeFrom(
     alloc: DeviceAllocation,

@@ -701,6 +701,14 @@ export type AuditAdminQueryEvent = AuditEventOf<'audit.admin_query'>;
 export type AuditCheckpointEvent = AuditEventOf<'audit.checkpoint'>;
 export type AuditIoErrorEvent = AuditEventOf<'audit.io_error'>;
 
+function deepFreeze(o: unknown): void {
+  if (typeof o !== 'object' || o === null || Object.isFrozen(o)) return;
+  Object.freeze(o);
+  for (const v of Object.values(o)) deepFreeze(v);
+}
+// The schemas are compiled once (validate.ts); freezing them keeps docs and checks in agreement.
+deepFreeze(EVENT_SCHEMAS);
+
 /** Every event type name, in catalog order. */
 export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze(
   Object.keys(EVENT_SCHEMAS) as AuditEventType[],
@@ -759,8 +767,38 @@ export const EVENT_CATALOG: Readonly<Record<AuditEventType, Readonly<EventInfo>>
   ) as Record<AuditEventType, EventInfo>,
 );
 
-/** The critical event types: the 10 marked `*` in the taxonomy, plus `audit.recovered`. */
-export const CRITICAL_EVENT_TYPES: ReadonlySet<AuditEventType> = new Set(CRITICAL);
+/** A set that cannot be changed at run time either (a cast to `Set` and `.add()` would otherwise work). */
+class FrozenSet<T> implements ReadonlySet<T> {
+  readonly #s: Set<T>;
+  constructor(items: Iterable<T>) {
+    this.#s = new Set(items);
+    Object.freeze(this);
+  }
+  get size(): number {
+    return this.#s.size;
+  }
+  has(v: T): boolean {
+    return this.#s.has(v);
+  }
+  forEach(cb: (value: T, key: T, set: ReadonlySet<T>) => void, thisArg?: unknown): void {
+    for (const v of this.#s) cb.call(thisArg, v, v, this);
+  }
+  entries(): SetIterator<[T, T]> {
+    return this.#s.entries();
+  }
+  keys(): SetIterator<T> {
+    return this.#s.keys();
+  }
+  values(): SetIterator<T> {
+    return this.#s.values();
+  }
+  [Symbol.iterator](): SetIterator<T> {
+    return this.#s.values();
+  }
+}
+
+/** The critical event types: the 10 marked `*` in the taxonomy, plus `audit.recovered`. Immutable. */
+export const CRITICAL_EVENT_TYPES: ReadonlySet<AuditEventType> = new FrozenSet(CRITICAL);
 
 const KNOWN: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);
 

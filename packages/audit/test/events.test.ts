@@ -112,6 +112,13 @@ test('critical events: the 10 starred ones of issue 2 plus audit.recovered', () 
   }
   assert.equal(isCriticalEvent('nope'), false);
   assert.equal(isCriticalEvent('constructor'), false);
+  // immutable at run time, not only in the type system
+  assert.throws(() => (CRITICAL_EVENT_TYPES as Set<string>).add('vram.sealed'));
+  assert.equal(isCriticalEvent('vram.sealed'), false);
+  assert.equal(CRITICAL_EVENT_TYPES.size, 11);
+  assert.throws(() => {
+    (EVENT_SCHEMAS['vram.sealed'].properties.shard_id as { maxLength: number }).maxLength = 1e9;
+  }, TypeError);
 });
 
 test('every event type has exactly the fields of issue 2 / CONTRACTS.md, plus type and timestamp', () => {

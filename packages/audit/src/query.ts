@@ -16,7 +16,7 @@ import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type AuditRecord, GENESIS_HASH } from './record.js';
 import { type CheckedRecord, checkRecordLine, MacChecker, parseRecordLine } from './record-check.js';
-import { readTrailLines } from './trail-reader.js';
+import { LineSplitter, readTrailLines } from './trail-reader.js';
 import {
   compareRecordFileNames,
   type ManifestEntryView,
@@ -406,7 +406,16 @@ export async function* followTrail(dir: string, o: FollowOptions = {}): AsyncGen
   }
   let current: string | null = null;
   let offset = 0;
-  let partial = Buffer.alloc(0);
+  let pending: AuditRecord[] = [];
+  const newSplitter = () =>
+    new LineSplitter({
+      line(b) {
+        const r = parseRecordLine(b);
+        if (!('reason' in r)) pending.push(r.record as unknown as AuditRecord);
+      },
+      oversize() {},
+    });
+  let split = newSplitter();
   while (!o.signal?.aborted) {
     const { files } = await listTrail(dir).catch(() => ({ files: [] as TrailFilePlan[] }));
     const plain = files.filter((f) => f.path === f.name);
@@ -431,17 +440,14 @@ export async function* followTrail(dir: string, o: FollowOptions = {}): AsyncGen
           const buf = Buffer.allocUnsafe(len);
           const { bytesRead } = await fh.read(buf, 0, len, offset);
           offset += bytesRead;
-          let data = Buffer.concat([partial, buf.subarray(0, bytesRead)]);
-          let nl = data.indexOf(0x0a);
-          while (nl >= 0) {
-            const r = parseRecordLine(data.subarray(0, nl));
-            data = data.subarray(nl + 1);
-            nl = data.indexOf(0x0a);
-            if ('reason' in r || r.seq <= (after as number)) continue;
+          split.push(buf.subarray(0, bytesRead));
+          const out = pending;
+          pending = [];
+          for (const r of out) {
+            if (r.seq <= (after as number)) continue;
             after = r.seq;
-            yield r.record as unknown as AuditRecord;
+            yield r;
           }
-          partial = Buffer.from(data);
           progressed = bytesRead > 0;
         } finally {
           await fh.close();
@@ -451,9 +457,10 @@ export async function* followTrail(dir: string, o: FollowOptions = {}): AsyncGen
         // Rotation: move on once a later file exists and this one is fully read.
         const idx = plain.findIndex((f) => f.name === current);
         const next = idx >= 0 ? plain[idx + 1] : undefined;
-        if (next && partial.length === 0) {
+        if (next && !split.midLine) {
           current = next.name;
           offset = 0;
+          split = newSplitter();
           continue;
         }
       }

@@ -129,6 +129,11 @@ export class LineSplitter {
     this.#carryLen = 0;
   }
 
+  /** True while part of an unterminated line is held (or being skipped). */
+  get midLine(): boolean {
+    return this.#carryLen > 0 || this.#skipping >= 0;
+  }
+
   get endsWithNewline(): boolean {
     return this.#last === NL;
   }

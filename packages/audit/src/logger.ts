@@ -237,6 +237,8 @@ export class AuditLogger {
     const q = o.queue ?? {};
     this.#qMaxEvents = posInt(q.maxEvents, 100_000, 'queue.maxEvents');
     this.#qMaxBytes = posInt(q.maxBytes, 64 * 1024 * 1024, 'queue.maxBytes');
+    // Never wait for the timer with a full queue.
+    this.#batchEvents = Math.min(this.#batchEvents, this.#qMaxEvents);
     const wait = (q.onFull ?? 'wait') === 'wait';
     this.#qHardEvents = wait ? this.#qMaxEvents * 2 : this.#qMaxEvents;
     this.#qHardBytes = wait ? this.#qMaxBytes * 2 : this.#qMaxBytes;

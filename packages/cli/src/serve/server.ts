@@ -379,16 +379,23 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
   // 404, so a DELETE racing an execute can never look like a verification of a released shard
   // (which the manager must treat as a failure and stop on).
   const gates = new Map<string, { busy: number; releasing: boolean; idle: Array<() => void> }>();
-  const enter = (id: string) => {
+  const gateOf = (id: string) => {
     let g = gates.get(id);
-    if (g?.releasing)
+    if (!g) {
+      g = { busy: 0, releasing: false, idle: [] };
+      gates.set(id, g);
+    }
+    return g;
+  };
+  const enter = (id: string) => {
+    const g = gateOf(id);
+    if (g.releasing)
       throw new RouteError({
         status: 404,
         code: 'NOT_SEALED',
         message: `shard ${JSON.stringify(id)} is being released`,
         shard_id: id,
       });
-    if (!g) gates.set(id, (g = { busy: 0, releasing: false, idle: [] }));
     g.busy++;
     return () => {
       g.busy--;
@@ -405,15 +412,14 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
     async (req) => {
       const id = req.params.id;
       shardOr404(id);
-      let g = gates.get(id);
-      if (g?.releasing)
+      const g = gateOf(id);
+      if (g.releasing)
         throw new RouteError({
           status: 404,
           code: 'NOT_SEALED',
           message: `shard ${JSON.stringify(id)} is being released`,
           shard_id: id,
         });
-      if (!g) gates.set(id, (g = { busy: 0, releasing: false, idle: [] }));
       g.releasing = true;
       try {
         if (g.busy > 0) await new Promise<void>((r) => g.idle.push(r));

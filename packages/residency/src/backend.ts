@@ -70,6 +70,12 @@ export interface DeviceBackend {
     source: AsyncIterable<Uint8Array>,
     onProgress?: WriteProgress,
   ): Promise<number>;
+  /**
+   * Optional: copies a whole regular file into the allocation from offset 0 without passing through
+   * JS buffers (CUDA: read straight into pinned staging). Resolves with the bytes written. The
+   * manager uses it for file sources when no host-side hash (expectedSha256) is requested.
+   */
+  writeFromFile?(alloc: DeviceAllocation, path: string, onProgress?: WriteProgress): Promise<number>;
   /** Device → host copy, for diagnostics only (never used to verify). */
   read(alloc: DeviceAllocation, offset: number, length: number): Promise<Uint8Array>;
   /** Merkle digest (FORMAT.md) computed where the bytes live. */

@@ -555,9 +555,10 @@ export class VramManager {
       throw new InvalidInputError('shardId', `${shardId} is already sealed or being sealed by this manager`);
     }
 
+    const hashLeaf = opts.expectedSha256 !== undefined ? leafSize : undefined;
     const src = await openSource(source, {
       ...(opts.chunkBytes !== undefined ? { chunkBytes: opts.chunkBytes } : {}),
-      ...(opts.expectedSha256 !== undefined ? { hashLeafSize: leafSize } : {}),
+      ...(hashLeaf !== undefined ? { hashLeafSize: hashLeaf } : {}),
     });
     const size = src.size;
     const base = { gpu_device: device, worker_id: this.#workerId, backend: this.#backend.kind } as const;
@@ -691,7 +692,15 @@ export class VramManager {
         ...base,
       });
 
-      const written = await this.#backend.writeFrom(alloc, src.chunks(), opts.onProgress);
+      // Files go straight to the device when the backend can (no JS buffers) and no host-side hash
+      // is needed; otherwise they stream through src.chunks() (hashed on the way when asked).
+      const direct =
+        src.kind === 'file' && src.path !== undefined && hashLeaf === undefined
+          ? this.#backend.writeFromFile
+          : undefined;
+      const written = direct
+        ? await direct.call(this.#backend, alloc, src.path as string, opts.onProgress)
+        : await this.#backend.writeFrom(alloc, src.chunks(), opts.onProgress);
       if (written !== size) {
         throw new DeviceError('writeFrom', 'SHORT_WRITE', `copied ${written} of ${size} bytes to the device`);
       }

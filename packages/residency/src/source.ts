@@ -27,6 +27,8 @@ export interface SourceHashes {
 
 export interface OpenedSource {
   readonly kind: 'buffer' | 'file';
+  /** The file path (file sources only). */
+  readonly path?: string;
   /** Exact byte length (for files: fstat of the opened descriptor). */
   readonly size: number;
   /**
@@ -165,6 +167,7 @@ async function fileSource(path: string, chunkBytes: number, opts: OpenSourceOpti
   };
   return {
     kind: 'file',
+    path,
     size,
     chunks() {
       if (used) throw new Error('source already consumed');

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -362,4 +362,38 @@ test('quotaBytes caps what one manager holds per device, below the device size',
   await m.seal(pattern(MiB));
   assert.equal((await m.capacity()).availableBytes, 0);
   await done();
+});
+
+test('file sources use the backend writeFromFile fast path when no host hash is needed', async () => {
+  const calls: string[] = [];
+  class FileBackend extends SimulatedBackend {
+    async writeFromFile(a: DeviceAllocation, path: string, p?: WriteProgress): Promise<number> {
+      calls.push(path);
+      const data = await readFile(path);
+      await this.write(a, 0, data);
+      p?.(data.length, a.bytes);
+      return data.length;
+    }
+  }
+  const backend = new FileBackend({ vramBytes: 4 * MiB });
+  const audit = new RecordingAudit();
+  const m = await VramManager.open({ workerToken: TOKEN, workerId: 'w', audit, backend, leafSize: 1024 });
+  const dir = await mkdtemp(join(tmpdir(), 'vramseal-ff-'));
+  try {
+    const data = pattern(100_000, 9);
+    const file = join(dir, 'f.bin');
+    await writeFile(file, data);
+    const a = await m.seal(file);
+    assert.deepEqual(calls, [file]);
+    assert.equal(a.digest, formatDigest(1024, merkleRoot(data, 1024)));
+    const b = await m.seal(file, { expectedSha256: createHash('sha256').update(data).digest('hex') });
+    assert.deepEqual(calls, [file], 'expectedSha256 streams through JS to hash the bytes read');
+    assert.equal(b.digest, a.digest);
+    await m.seal(data);
+    assert.equal(calls.length, 1);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await m.close();
+    await backend.close();
+  }
 });

@@ -465,6 +465,14 @@ export class VramManager {
     if (this.#state === 'closed' || this.#closing) throw new StoppedError('the manager is closed');
   }
 
+  /** Passes chunks through, and ends a long copy early once the manager stops or starts closing. */
+  async *#untilStopped(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    for await (const c of chunks) {
+      this.#assertOpen();
+      yield c;
+    }
+  }
+
   #device(d: unknown): number {
     if (!Number.isInteger(d) || (d as number) < 0 || (d as number) >= this.#devices.length) {
       throw new InvalidInputError('device', `must be an integer in 0..${this.#devices.length - 1}`);
@@ -700,7 +708,7 @@ export class VramManager {
           : undefined;
       const written = direct
         ? await direct.call(this.#backend, alloc, src.path as string, opts.onProgress)
-        : await this.#backend.writeFrom(alloc, src.chunks(), opts.onProgress);
+        : await this.#backend.writeFrom(alloc, this.#untilStopped(src.chunks()), opts.onProgress);
       if (written !== size) {
         throw new DeviceError('writeFrom', 'SHORT_WRITE', `copied ${written} of ${size} bytes to the device`);
       }

@@ -38,6 +38,8 @@ class FaultyBackend extends SimulatedBackend {
   freezeFreeAt: number | undefined;
   writeGate: Promise<void> | undefined;
   flipAfterWrite: number | undefined;
+  chunkDelayMs = 0;
+  chunksSeen = 0;
   override async allocate(device: number, bytes: number): Promise<DeviceAllocation> {
     if (this.allocateFault) throw this.allocateFault;
     return super.allocate(device, bytes);
@@ -53,7 +55,15 @@ class FaultyBackend extends SimulatedBackend {
   ): Promise<number> {
     await this.writeGate;
     if (this.writeFault) throw this.writeFault;
-    const n = await super.writeFrom(a, s, p);
+    const self = this;
+    const slow = async function* () {
+      for await (const c of s) {
+        self.chunksSeen++;
+        if (self.chunkDelayMs) await new Promise((r) => setTimeout(r, self.chunkDelayMs));
+        yield c;
+      }
+    };
+    const n = await super.writeFrom(a, slow(), p);
     if (this.flipAfterWrite !== undefined) await this.corrupt(a, this.flipAfterWrite, 1, 0x80); // a bad copy
     return n;
   }
@@ -396,4 +406,20 @@ test('file sources use the backend writeFromFile fast path when no host hash is 
     await m.close();
     await backend.close();
   }
+});
+
+test('close() during a long copy ends the copy early and frees its memory', async () => {
+  const { backend, audit, m } = await setup();
+  backend.chunkDelayMs = 5;
+  const sealing = m.seal(pattern(MiB), { chunkBytes: 16 * 1024, shardId: 'long' });
+  while (backend.chunksSeen < 3) await new Promise((r) => setTimeout(r, 2));
+  await m.close();
+  await assert.rejects(sealing, StoppedError);
+  assert.ok(backend.chunksSeen < 64, `copy stopped early (${backend.chunksSeen} of 64 chunks)`);
+  assert.deepEqual(
+    audit.of('vram.deallocated').map((e) => [e.shard_id, e.reason]),
+    [['long', 'error']],
+  );
+  assert.equal((await backend.memoryInfo(0)).freeBytes, 16 * MiB);
+  await backend.close();
 });

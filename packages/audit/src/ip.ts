@@ -208,6 +208,23 @@ export function tryParseIp(input: unknown): ParsedIp | string {
 }
 
 /**
+ * The canonical text of `input` (see module doc), or undefined when it is not an IP address.
+ * Allocation-free except for the returned IPv6 text: the hot path of event validation.
+ */
+export function tryNormalizeIp(input: unknown): string | undefined {
+  if (check(input) !== undefined) return undefined;
+  const s = input as string;
+  if (!s.includes(':')) return s;
+  const g = scratch;
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+    const a = g[6] as number;
+    const b = g[7] as number;
+    return `${a >> 8}.${a & 0xff}.${b >> 8}.${b & 0xff}`;
+  }
+  return formatIpv6(g);
+}
+
+/**
  * Parses and normalizes an IPv4 or IPv6 address (see module doc).
  * @throws {InvalidIpError} naming what is wrong (never echoing the input).
  */

@@ -39,7 +39,7 @@ import {
   TOKEN_PREFIX_PATTERN,
 } from './events.js';
 import { TOKEN_FINGERPRINT_PATTERN } from './fingerprint.js';
-import { tryParseIp } from './ip.js';
+import { tryNormalizeIp, tryParseIp } from './ip.js';
 
 const MAX_KEYS_PER_OBJECT = 256;
 const MAX_VALUES = 4096;
@@ -84,6 +84,8 @@ interface StrShape {
   k: K.String;
   line: boolean;
   scan: boolean;
+  /** an IP field: the walk checks and normalizes it (one parse), the fast check skips the format */
+  ip?: boolean;
 }
 type Shape = ObjShape | { k: K.Array; items: Shape } | StrShape | { k: K.Any };
 
@@ -110,7 +112,12 @@ function objShape(keys: Map<string, Shape>): ObjShape {
     const line = sub.k === K.String && sub.line;
     const scan = sub.k !== K.String || sub.scan;
     subs.push(sub);
-    const onString = scan ? `str(ctx, x, ${line}, ${q}); out[${q}] = x;` : `out[${q}] = x;`;
+    const onString =
+      sub.k === K.String && sub.ip
+        ? `out[${q}] = ip(ctx, x, ${q});`
+        : scan
+          ? `str(ctx, x, ${line}, ${q}); out[${q}] = x;`
+          : `out[${q}] = x;`;
     cases +=
       `case ${q}: { const x = o[${q}]; if (typeof x === 'string') { ${onString} }` +
       ` else if (x !== undefined) out[${q}] = val(ctx, x, subs[${subs.length - 1}], depth, ${q}); break; }\n`;
@@ -123,10 +130,11 @@ function objShape(keys: Map<string, Shape>): ObjShape {
     'str',
     'val',
     'unknownKey',
+    'ip',
     'subs',
     `return function copy(o, ctx, depth) {\n${body}\n}`,
   );
-  return { k: K.Object, keys, copy: make(str, val, unknownKey, subs) as CopyFn };
+  return { k: K.Object, keys, copy: make(str, val, unknownKey, ipField, subs) as CopyFn };
 }
 
 function shapeOf(s: TSchema): Shape {
@@ -139,7 +147,8 @@ function shapeOf(s: TSchema): Shape {
   if (s.type === 'string') {
     if (s.const !== undefined) return { k: K.String, line: true, scan: false };
     const restricted = ASCII_ONLY.has(s.format as string) || ASCII_ONLY.has(s.pattern as string);
-    return { k: K.String, line: s.pattern === SINGLE_LINE_PATTERN || restricted, scan: !restricted };
+    const ip = s.format === IP_FORMAT;
+    return { k: K.String, line: s.pattern === SINGLE_LINE_PATTERN || restricted, scan: !restricted, ip };
   }
   if (Array.isArray(s.anyOf)) {
     const variants = (s.anyOf as TSchema[]).map(shapeOf);
@@ -184,6 +193,7 @@ function relaxed(s: TSchema): TSchema {
   // Union variants stay closed: the walk allowed the union of their keys, the check picks one variant.
   if (Array.isArray(s.anyOf)) out.anyOf = (s.anyOf as TSchema[]).map((v) => (v.properties ? v : relaxed(v)));
   if (s.type === 'string' && s.pattern === SINGLE_LINE_PATTERN) delete out.pattern;
+  if (s.type === 'string' && s.format === IP_FORMAT) delete out.format; // checked and normalized by the walk
   return out;
 }
 
@@ -271,6 +281,16 @@ function str(ctx: Ctx, s: string, line: boolean, key: string): void {
     ctx.path.push(key);
     failString(ctx, s, 'string');
   }
+}
+
+/** An IP field (called by generated code): returns the canonical address text, or fails with rule `ip`. */
+function ipField(ctx: Ctx, s: string, key: string): string {
+  const n = tryNormalizeIp(s);
+  if (n !== undefined) return n;
+  ctx.path.push(key);
+  if (FORBIDDEN.test(s)) failString(ctx, s, 'string');
+  const why = tryParseIp(s);
+  return fail(ctx, 'ip', `not an IPv4/IPv6 address (${typeof why === 'string' ? why : 'invalid'})`);
 }
 
 /** A non-string field of a fixed-field object (called by generated code). */
@@ -405,19 +425,7 @@ export function validateEvent(input: unknown): AuditEvent {
   // The copy's `type` was read again by the walk; make sure it is the one we dispatched on.
   if (copy.type !== type) fail(ctx, 'unknown-event-type', '`type` changed while being read', ['type']);
   if (!c.fast.Check(copy)) explain(ctx, c, copy);
-  normalizeIps(copy);
   return copy as unknown as AuditEvent;
-}
-
-function normalizeIps(copy: Record<string, unknown>): void {
-  // Valid IPv4 text is already canonical; only IPv6 (or IPv4-mapped IPv6) text can change.
-  const ip = copy.ip;
-  if (typeof ip === 'string' && ip.includes(':')) copy.ip = (tryParseIp(ip) as { address: string }).address;
-  const actor = copy.actor as Record<string, unknown> | undefined;
-  const aip = actor?.ip;
-  if (typeof aip === 'string' && aip.includes(':')) {
-    (actor as Record<string, unknown>).ip = (tryParseIp(aip) as { address: string }).address;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

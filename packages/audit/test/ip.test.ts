@@ -3,7 +3,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { InvalidIpError } from '../src/errors.js';
-import { formatIpv6, isIp, normalizeIp, parseIp, tryParseIp } from '../src/ip.js';
+import { formatIpv6, isIp, normalizeIp, parseIp, tryNormalizeIp, tryParseIp } from '../src/ip.js';
 
 const RUNS = Number(process.env.FC_RUNS ?? 150);
 
@@ -30,6 +30,7 @@ test('IPv4 and IPv6 normalization (RFC 5952 §4), IPv4-mapped becomes IPv4', () 
   ];
   for (const [input, want] of cases) {
     assert.equal(normalizeIp(input), want, input);
+    assert.equal(tryNormalizeIp(input), want, input);
     assert.equal(normalizeIp(want), want, `${want} is a fixed point`);
   }
   assert.equal(parseIp('::ffff:1.2.3.4').version, 4);
@@ -113,6 +114,8 @@ test('property: agrees with node:net on which strings are addresses', () => {
       fc.array(alphabet, { maxLength: 16 }).map((a) => a.join('')),
       (s) => {
         assert.equal(isIp(s), isIPv4(s) || isIPv6(s), s);
+        const p = tryParseIp(s);
+        assert.equal(tryNormalizeIp(s), typeof p === 'string' ? undefined : p.address, s);
       },
     ),
     { numRuns: RUNS * 4 },

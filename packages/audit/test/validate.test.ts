@@ -552,3 +552,39 @@ test('property: a valid event with one hostile string spliced into any string le
     { numRuns: RUNS * 2 },
   );
 });
+
+test('property: arbitrary junk (Maps, Sets, Dates, typed arrays, boxed values, sparse arrays, null prototypes) never crashes or leaks another error type', () => {
+  const junk = fc.anything({
+    maxDepth: 4,
+    withBigInt: true,
+    withBoxedValues: true,
+    withDate: true,
+    withMap: true,
+    withSet: true,
+    withNullPrototype: true,
+    withObjectString: true,
+    withSparseArray: true,
+    withTypedArray: true,
+    withUnicodeString: true,
+  });
+  const shaped = fc
+    .tuple(
+      fc.constantFrom(...AUDIT_EVENT_TYPES),
+      fc.dictionary(fc.string(), junk, { maxKeys: 6 }),
+      fc.boolean(),
+    )
+    .map(([t, extra, withSample]) => ({ ...(withSample ? sample(t) : {}), ...extra, type: t }));
+  fc.assert(
+    fc.property(fc.oneof(junk, shaped), (input) => {
+      const before = fc.stringify(input);
+      try {
+        validateEvent(input);
+      } catch (e) {
+        assert.ok(e instanceof AuditValidationError, `unexpected ${String(e)}`);
+        assert.equal(oracle(e.message), undefined);
+      }
+      assert.equal(fc.stringify(input), before, 'input must not be modified');
+    }),
+    { numRuns: RUNS * 2 },
+  );
+});

@@ -106,7 +106,8 @@ function feed(b: WorkerBatch, h: LineHandlers): void {
         seq: b.num[i] as number,
         hash: b.hashes.slice(i * 64, i * 64 + 64),
         prevHash: b.prevs.slice(i * 64, i * 64 + 64),
-        time: b.times[i] as string,
+        // Only the first and last record of a batch carry their time (all the chain logic uses).
+        time: i === b.firstTimeAt ? b.firstTime : i === b.lastTimeAt ? b.lastTime : '',
         hashOk: (flags & F_HASH_OK) !== 0,
         computedHash: x?.computed,
         event: x?.event,

@@ -31,7 +31,11 @@ export interface WorkerBatch {
   num: Float64Array;
   hashes: string;
   prevs: string;
-  times: string[];
+  /** `time` of the first and of the last record in the batch (the only ones the main thread needs). */
+  firstTime: string;
+  firstTimeAt: number;
+  lastTime: string;
+  lastTimeAt: number;
   /** Bytes read from disk so far (compressed bytes for archives), for progress. */
   diskBytes?: number;
   /** Per entry index: reason (bad lines), computed hash (records whose hash fails), event (file_deleted). */
@@ -61,7 +65,10 @@ function newBatch(): WorkerBatch {
     num: new Float64Array(BATCH),
     hashes: '',
     prevs: '',
-    times: [],
+    firstTime: '',
+    firstTimeAt: -1,
+    lastTime: '',
+    lastTimeAt: -1,
     extra: {},
   };
 }
@@ -122,7 +129,6 @@ if (port) {
             b.extra[i] = { reason: r.reason };
             hashes.push(ZERO64);
             prevs.push(ZERO64);
-            b.times.push('');
             full();
             return;
           }
@@ -139,7 +145,12 @@ if (port) {
           b.flags[i] = f;
           hashes.push(r.hash);
           prevs.push(r.prevHash);
-          b.times.push(r.time);
+          if (b.firstTimeAt < 0) {
+            b.firstTimeAt = i;
+            b.firstTime = r.time;
+          }
+          b.lastTimeAt = i;
+          b.lastTime = r.time;
           full();
         },
         oversize(lineNo, length, terminated) {
@@ -150,7 +161,6 @@ if (port) {
           b.flags[i] = terminated ? F_TERMINATED : 0;
           hashes.push(ZERO64);
           prevs.push(ZERO64);
-          b.times.push('');
           full();
         },
       },

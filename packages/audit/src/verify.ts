@@ -11,7 +11,7 @@
  */
 import { constants as C } from 'node:fs';
 import { type FileHandle, lstat, open, readdir } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { GENESIS_HASH } from './record.js';
 import { checkRecordLine, MacChecker } from './record-check.js';
@@ -87,7 +87,8 @@ export interface VerifyOptions {
   onProgress?: (p: VerifyProgress) => void;
   /**
    * Worker threads that read and hash files in parallel (0 = all on the calling thread). Default:
-   * min(CPUs, 4) when the trail holds at least 64 MiB and there is more than one CPU, else 0.
+   * min(CPUs, 4) when the trail holds at least 64 MiB, there is more than one CPU and at least one is
+   * idle (1-minute load average ≤ CPUs − 1), else 0.
    */
   concurrency?: number;
 }
@@ -739,10 +740,13 @@ export async function verifyTrail(dir: string, opts: VerifyOptions = {}): Promis
     const secondary = p.state === 'archived' ? p.name : `${p.name}.gz`;
     return present.has(primary) ? primary : present.has(secondary) ? secondary : null;
   };
+  // Workers only pay off when CPUs are free: on a machine already saturated (load average ≥ CPUs − 1)
+  // they add messaging cost without adding CPU time.
+  const cpuCount = availableParallelism();
   const workers =
     opts.concurrency ??
-    (bytesTotal >= AUTO_PARALLEL_BYTES && availableParallelism() > 1
-      ? Math.min(availableParallelism(), 4)
+    (bytesTotal >= AUTO_PARALLEL_BYTES && cpuCount > 1 && cpuCount - (loadavg()[0] ?? 0) >= 1
+      ? Math.min(cpuCount, 4)
       : 0);
   const pool = workers > 0 ? new VerifyPool(workers, opts.macKey) : null;
   const jobs = new Map<number, ScanJob>();

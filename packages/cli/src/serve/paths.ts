@@ -22,9 +22,17 @@ export function isInside(root: string, child: string): boolean {
 
 /** Resolves `--models-dir` once at start-up (it must exist and be a directory). */
 export async function resolveModelsDir(dir: string): Promise<string> {
-  const real = await realpath(dir);
+  let real: string;
+  try {
+    real = await realpath(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(
+      `--models-dir ${dir}: ${code === 'ENOENT' ? 'no such directory' : (code ?? 'cannot resolve')}`,
+    );
+  }
   const st = await stat(real);
-  if (!st.isDirectory()) throw new Error(`--models-dir ${dir} is not a directory`);
+  if (!st.isDirectory()) throw new Error(`--models-dir ${dir}: not a directory`);
   return real;
 }
 

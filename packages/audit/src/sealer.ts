@@ -32,13 +32,26 @@ export function fastCanonicalize(v: unknown): string {
   }
 }
 
+/** `"key":` for keys seen before (bounded: free-form objects may bring arbitrary keys). */
+const KEY_PREFIX = new Map<string, string>();
+const KEY_PREFIX_MAX = 4096;
+
+function keyPrefix(k: string): string {
+  let p = KEY_PREFIX.get(k);
+  if (p === undefined) {
+    p = `${JSON.stringify(k)}:`;
+    if (KEY_PREFIX.size < KEY_PREFIX_MAX) KEY_PREFIX.set(k, p);
+  }
+  return p;
+}
+
 function jcs(v: unknown): string {
   switch (typeof v) {
     case 'string':
       return JSON.stringify(v);
     case 'number':
       if (!Number.isFinite(v)) throw new Error('non-finite');
-      return JSON.stringify(v);
+      return JSON.stringify(v); // ECMAScript Number::toString (RFC 8785 §3.2.2.3)
     case 'boolean':
       return v ? 'true' : 'false';
     case 'object': {
@@ -52,15 +65,14 @@ function jcs(v: unknown): string {
       if (proto !== Object.prototype && proto !== null) throw new Error('not plain');
       const o = v as Record<string, unknown>;
       const keys = Object.keys(o);
-      if (keys.length > 1) keys.sort();
+      if (keys.length > 1) keys.sort(); // UTF-16 code unit order (RFC 8785 §3.2.3)
       let s = '{';
-      let first = true;
       for (let i = 0; i < keys.length; i++) {
         const k = keys[i] as string;
         const x = o[k];
         if (x === undefined) continue;
-        s += first ? `${JSON.stringify(k)}:${jcs(x)}` : `,${JSON.stringify(k)}:${jcs(x)}`;
-        first = false;
+        const p = s.length === 1 ? keyPrefix(k) : `,${keyPrefix(k)}`;
+        s += typeof x === 'string' ? p + JSON.stringify(x) : p + jcs(x);
       }
       return `${s}}`;
     }

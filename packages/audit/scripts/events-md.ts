@@ -170,7 +170,7 @@ export function renderEventsMd(): string {
   lines.push(`| X[] (≤ n) | array of at most n items |`);
   lines.push('');
   lines.push(
-    `Lengths count UTF-16 code units (a character outside the BMP counts two). Every string, object key included, ` +
+    `Lengths count characters (Unicode code points; an emoji counts one). Every string, object key included, ` +
       'must be free of NUL, ESC and other C0 controls except tab and newline, DEL, C1 controls (U+0080–U+009F), ' +
       'bidi overrides U+202A–U+202E and U+2066–U+2069, U+FEFF and unpaired surrogates; numbers must be finite; ' +
       `an event may nest ${LIMITS.depth} levels, hold arrays of at most ${LIMITS.array} items and at most ` +

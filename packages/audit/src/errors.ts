@@ -24,7 +24,7 @@ export class AuditError extends Error {
  * - `required` / `unknown-field`: a field is missing / not part of the event type's schema
  * - `type`: wrong JSON type (e.g. a number where a string is required)
  * - `enum`: a string outside its allowed set (auth_method, severity, ...)
- * - `min-length` / `max-length`: string length in UTF-16 code units (JavaScript `length`)
+ * - `min-length` / `max-length`: string length in characters (Unicode code points)
  * - `pattern`: the string does not have the required shape (hash, fingerprint, single-line id, ...)
  * - `timestamp`: not a strict RFC 3339 date-time; `ip`: not an IPv4/IPv6 address
  * - `integer`, `minimum`, `maximum`, `finite`: number rules (counts are non-negative safe integers)

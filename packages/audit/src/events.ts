@@ -6,8 +6,8 @@
  * - field names are snake_case; every event has `type` and `timestamp` (strict RFC 3339, see rfc3339.ts);
  * - no fields beyond the schema (`additionalProperties: false`), except inside the two free-form
  *   objects `pool.modified.changes` and `audit.admin_query.query`, whose keys must match {@link KEY_PATTERN};
- * - string lengths are counted in UTF-16 code units (JavaScript `length`; a character outside the BMP
- *   counts two): identifiers ≤ 256, free text ≤ 1024, paths ≤ 1024, hashes 64 or 128 hex digits;
+ * - string lengths are counted in characters (Unicode code points; an emoji counts one, as in JSON
+ *   Schema): identifiers ≤ 256, free text ≤ 1024, paths ≤ 1024, hashes 64 or 128 hex digits;
  * - identifiers, paths and names are single-line (no tab or newline); free text may hold tab and newline;
  * - counts are non-negative safe integers; every number is finite.
  *
@@ -36,7 +36,7 @@ import { isRfc3339, MAX_TIMESTAMP_LENGTH } from './rfc3339.js';
 // Limits and formats
 // ---------------------------------------------------------------------------------------------
 
-/** Length and size limits of event fields (string lengths in UTF-16 code units). */
+/** Length and size limits of event fields (string lengths in characters, i.e. Unicode code points). */
 export const LIMITS = {
   /** identifiers: user_id, shard_id, model_ref, ... */
   id: 256,
@@ -56,7 +56,7 @@ export const LIMITS = {
   depth: 6,
   /** any array anywhere (the per-field limits above are tighter) */
   array: 256,
-  /** sum of the lengths of all strings (keys included) in one event */
+  /** sum of the lengths (UTF-16 code units) of the scanned strings (free-form keys included) in one event */
   totalChars: 64 * 1024,
 } as const;
 

@@ -56,10 +56,12 @@ const MAX_CHARS: number = LIMITS.totalChars;
 // - the walk owns string characters, single-line fields, object keys (unknown fields, forbidden keys),
 //   plain-object/JSON-ness, depth and size. For every fixed-field object of a schema it runs a copy
 //   function generated from the schema (a `switch` over the known keys with constant property names,
-//   which V8 turns into fast named loads/stores); free-form objects and arrays use a generic walk;
-// - the compiled TypeBox check owns JSON types, required fields, lengths, enums, numbers and formats. It is
-//   compiled from a copy of the schema without `additionalProperties: false` on fixed-field objects and
-//   without the single-line pattern, since the walk has already enforced both.
+//   which V8 turns into fast named loads/stores); free-form objects and arrays use a generic walk.
+//   It also holds scanned strings to their maximum length in characters (code points) and checks and
+//   normalizes IP fields;
+// - the compiled TypeBox check owns JSON types, required fields, minimum lengths, the lengths of ASCII-only
+//   fields, enums, numbers and formats. It is compiled from a copy of the schema without what the walk has
+//   already enforced (see `relaxed`).
 // The full schema is compiled too, for error explanations only (slow path).
 
 enum K {
@@ -67,6 +69,7 @@ enum K {
   Array = 1,
   String = 2,
   Any = 3,
+  Free = 4,
 }
 type CopyFn = (o: Record<string, unknown>, ctx: Ctx, depth: number) => Record<string, unknown>;
 interface ObjShape {
@@ -86,8 +89,20 @@ interface StrShape {
   scan: boolean;
   /** an IP field: the walk checks and normalizes it (one parse), the fast check skips the format */
   ip?: boolean;
+  /** maximum length in characters (Unicode code points), enforced by the walk for scanned fields */
+  max: number;
 }
-type Shape = ObjShape | { k: K.Array; items: Shape } | StrShape | { k: K.Any };
+/** A value of no fixed shape; when it is a string, `str` (if any) applies (e.g. query{} values). */
+interface AnyShape {
+  k: K.Any;
+  str?: StrShape;
+}
+/** A free-form object (changes{}, query{}): any allowed keys, values of shape `values`. */
+interface FreeShape {
+  k: K.Free;
+  values: Shape;
+}
+type Shape = ObjShape | { k: K.Array; items: Shape } | StrShape | AnyShape | FreeShape;
 
 /** Formats and patterns whose accepted strings are printable ASCII without tab/newline. */
 const ASCII_ONLY: ReadonlySet<string> = new Set([
@@ -100,7 +115,7 @@ const ASCII_ONLY: ReadonlySet<string> = new Set([
   TOKEN_PREFIX_PATTERN,
 ]);
 
-const ANY: Shape = { k: K.Any };
+const ANY: AnyShape = { k: K.Any };
 const SCHEMA_KEY = /^[a-z_][a-z0-9_]*$/;
 
 function objShape(keys: Map<string, Shape>): ObjShape {
@@ -109,15 +124,16 @@ function objShape(keys: Map<string, Shape>): ObjShape {
   for (const [key, sub] of keys) {
     if (!SCHEMA_KEY.test(key)) throw new Error(`validate: unexpected schema key ${key}`);
     const q = JSON.stringify(key);
-    const line = sub.k === K.String && sub.line;
-    const scan = sub.k !== K.String || sub.scan;
+    const ss = sub.k === K.String ? sub : sub.k === K.Any ? sub.str : undefined;
+    const line = ss?.line ?? false;
+    const scan = ss?.scan ?? true;
+    const max = ss?.max ?? Number.POSITIVE_INFINITY;
     subs.push(sub);
-    const onString =
-      sub.k === K.String && sub.ip
-        ? `out[${q}] = ip(ctx, x, ${q});`
-        : scan
-          ? `str(ctx, x, ${line}, ${q}); out[${q}] = x;`
-          : `out[${q}] = x;`;
+    const onString = ss?.ip
+      ? `out[${q}] = ip(ctx, x, ${q});`
+      : scan
+        ? `str(ctx, x, ${line}, ${q}, ${max === Number.POSITIVE_INFINITY ? 'Infinity' : max}); out[${q}] = x;`
+        : `out[${q}] = x;`;
     cases +=
       `case ${q}: { const x = o[${q}]; if (typeof x === 'string') { ${onString} }` +
       ` else if (x !== undefined) out[${q}] = val(ctx, x, subs[${subs.length - 1}], depth, ${q}); break; }\n`;
@@ -138,17 +154,22 @@ function objShape(keys: Map<string, Shape>): ObjShape {
 }
 
 function shapeOf(s: TSchema): Shape {
-  if (s.type === 'object' && s.properties !== undefined && s.patternProperties === undefined) {
+  if (s.type === 'object' && s.patternProperties !== undefined) {
+    const values = Object.values(s.patternProperties as Record<string, TSchema>);
+    return { k: K.Free, values: values.length === 1 ? shapeOf(values[0] as TSchema) : ANY };
+  }
+  if (s.type === 'object' && s.properties !== undefined) {
     const keys = new Map<string, Shape>();
     for (const [k, v] of Object.entries(s.properties as Record<string, TSchema>)) keys.set(k, shapeOf(v));
     return objShape(keys);
   }
   if (s.type === 'array' && s.items !== undefined) return { k: K.Array, items: shapeOf(s.items as TSchema) };
   if (s.type === 'string') {
-    if (s.const !== undefined) return { k: K.String, line: true, scan: false };
+    const max = (s.maxLength as number | undefined) ?? Number.POSITIVE_INFINITY;
+    if (s.const !== undefined) return { k: K.String, line: true, scan: false, max };
     const restricted = ASCII_ONLY.has(s.format as string) || ASCII_ONLY.has(s.pattern as string);
     const ip = s.format === IP_FORMAT;
-    return { k: K.String, line: s.pattern === SINGLE_LINE_PATTERN || restricted, scan: !restricted, ip };
+    return { k: K.String, line: s.pattern === SINGLE_LINE_PATTERN || restricted, scan: !restricted, ip, max };
   }
   if (Array.isArray(s.anyOf)) {
     const variants = (s.anyOf as TSchema[]).map(shapeOf);
@@ -164,34 +185,59 @@ function shapeOf(s: TSchema): Shape {
       }
       return objShape(keys);
     }
-    if (variants.every((v) => v.k === K.String)) {
-      const strs = variants as StrShape[];
-      return { k: K.String, line: strs.every((v) => v.line), scan: strs.some((v) => v.scan) };
+    const strs = variants.filter((v): v is StrShape => v.k === K.String);
+    if (strs.length === variants.length) {
+      return {
+        k: K.String,
+        line: strs.every((v) => v.line),
+        scan: strs.some((v) => v.scan),
+        max: Math.max(...strs.map((v) => v.max)),
+      };
+    }
+    if (strs.length === 1 && variants.every((v) => v.k === K.String || v.k === K.Any)) {
+      return { k: K.Any, str: strs[0] as StrShape }; // e.g. string | number | boolean
     }
     return ANY;
   }
-  if (s.const !== undefined && typeof s.const === 'string') return { k: K.String, line: true, scan: false };
+  if (s.const !== undefined && typeof s.const === 'string') {
+    return { k: K.String, line: true, scan: false, max: Number.POSITIVE_INFINITY };
+  }
   return ANY;
 }
 
 function mergeShape(a: Shape, b: Shape): Shape {
-  if (a.k === K.String && b.k === K.String)
-    return { k: K.String, line: a.line && b.line, scan: a.scan || b.scan };
+  if (a.k === K.String && b.k === K.String) {
+    return { k: K.String, line: a.line && b.line, scan: a.scan || b.scan, max: Math.max(a.max, b.max) };
+  }
   return a.k === b.k && a.k !== K.Object && a.k !== K.Array ? a : ANY;
 }
 
-/** A copy of `s` for the fast check: no additionalProperties on fixed-field objects, no single-line pattern. */
-function relaxed(s: TSchema): TSchema {
+/**
+ * A copy of `s` for the fast check: no additionalProperties on fixed-field objects (unless `closed`), no
+ * single-line pattern, no ip format, and — for strings the walk scans, which it also holds to their length in
+ * code points — maxLength doubled to the UTF-16 bound of that many code points.
+ */
+function relaxed(s: TSchema, closed = false): TSchema {
   const out: TSchema = { ...s };
   if (s.properties !== undefined && s.patternProperties === undefined) {
-    delete out.additionalProperties;
+    if (!closed) delete out.additionalProperties;
     out.properties = Object.fromEntries(
       Object.entries(s.properties as Record<string, TSchema>).map(([k, v]) => [k, relaxed(v)]),
     );
   }
+  if (s.patternProperties !== undefined) {
+    out.patternProperties = Object.fromEntries(
+      Object.entries(s.patternProperties as Record<string, TSchema>).map(([k, v]) => [k, relaxed(v)]),
+    );
+  }
   if (s.items !== undefined) out.items = relaxed(s.items as TSchema);
   // Union variants stay closed: the walk allowed the union of their keys, the check picks one variant.
-  if (Array.isArray(s.anyOf)) out.anyOf = (s.anyOf as TSchema[]).map((v) => (v.properties ? v : relaxed(v)));
+  if (Array.isArray(s.anyOf))
+    out.anyOf = (s.anyOf as TSchema[]).map((v) => relaxed(v, v.properties !== undefined));
+  if (s.type === 'string' && s.const === undefined && typeof s.maxLength === 'number') {
+    const restricted = ASCII_ONLY.has(s.format as string) || ASCII_ONLY.has(s.pattern as string);
+    if (!restricted) out.maxLength = 2 * s.maxLength;
+  }
   if (s.type === 'string' && s.pattern === SINGLE_LINE_PATTERN) delete out.pattern;
   if (s.type === 'string' && s.format === IP_FORMAT) delete out.format; // checked and normalized by the walk
   return out;
@@ -275,12 +321,26 @@ function checkString(ctx: Ctx, s: string, line: boolean, what: string): void {
 }
 
 /** A string field of a fixed-field object (called by generated code). */
-function str(ctx: Ctx, s: string, line: boolean, key: string): void {
+function str(ctx: Ctx, s: string, line: boolean, key: string, max: number): void {
   ctx.chars += s.length;
   if (ctx.chars > MAX_CHARS || (line ? FORBIDDEN_LINE : FORBIDDEN).test(s)) {
     ctx.path.push(key);
     failString(ctx, s, 'string');
   }
+  if (s.length > max && codePointLength(s) > max) {
+    ctx.path.push(key);
+    fail(ctx, 'max-length', `longer than ${max} characters`);
+  }
+}
+
+/** Length in Unicode code points of a string without lone surrogates. */
+export function codePointLength(s: string): number {
+  let pairs = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) pairs++;
+  }
+  return s.length - pairs;
 }
 
 /** An IP field (called by generated code): returns the canonical address text, or fails with rule `ip`. */
@@ -323,9 +383,14 @@ function notPlain(ctx: Ctx, o: object): never {
 function copyValue(ctx: Ctx, v: unknown, shape: Shape, depth: number): unknown {
   if (++ctx.values > MAX_VALUES) fail(ctx, 'too-large', `more than ${MAX_VALUES} values`);
   switch (typeof v) {
-    case 'string':
-      checkString(ctx, v, shape.k === K.String && shape.line, 'string');
+    case 'string': {
+      const ss = shape.k === K.String ? shape : shape.k === K.Any ? shape.str : undefined;
+      checkString(ctx, v, ss?.line ?? false, 'string');
+      if (ss !== undefined && v.length > ss.max && codePointLength(v) > ss.max) {
+        fail(ctx, 'max-length', `longer than ${ss.max} characters`);
+      }
       return v;
+    }
     case 'number':
       if (!Number.isFinite(v)) fail(ctx, 'finite', 'number must be finite (no NaN or Infinity)');
       return v;
@@ -337,7 +402,7 @@ function copyValue(ctx: Ctx, v: unknown, shape: Shape, depth: number): unknown {
       if (Array.isArray(v)) return copyArray(ctx, v, shape.k === K.Array ? shape.items : ANY, depth + 1);
       checkPlain(ctx, v);
       if (shape.k === K.Object) return shape.copy(v as Record<string, unknown>, ctx, depth + 1);
-      return copyFreeForm(ctx, v, depth + 1);
+      return copyFreeForm(ctx, v, shape.k === K.Free ? shape.values : ANY, depth + 1);
     default:
       return fail(ctx, 'json-value', `${typeof v} is not a JSON value`);
   }
@@ -358,7 +423,7 @@ function copyArray(ctx: Ctx, a: unknown[], items: Shape, depth: number): unknown
 }
 
 /** Copies a free-form object (changes{}, query{}, or a value inside one): any keys but the forbidden ones. */
-function copyFreeForm(ctx: Ctx, o: object, depth: number): Record<string, unknown> {
+function copyFreeForm(ctx: Ctx, o: object, values: Shape, depth: number): Record<string, unknown> {
   const names = Object.keys(o);
   if (names.length > MAX_KEYS_PER_OBJECT)
     fail(ctx, 'max-properties', `more than ${MAX_KEYS_PER_OBJECT} keys`);
@@ -369,7 +434,7 @@ function copyFreeForm(ctx: Ctx, o: object, depth: number): Record<string, unknow
     if (FORBIDDEN_KEYS.has(k)) fail(ctx, 'forbidden-key', `key ${k} is not allowed (prototype pollution)`);
     checkString(ctx, k, true, 'key');
     const x = (o as Record<string, unknown>)[k];
-    if (x !== undefined) out[k] = copyValue(ctx, x, ANY, depth);
+    if (x !== undefined) out[k] = copyValue(ctx, x, values, depth);
     ctx.path.pop();
   }
   return out;
@@ -528,28 +593,49 @@ function jsonType(v: unknown): string {
   return typeof v;
 }
 
-/** Picks the most specific error: inside a union, the variant whose discriminant matched. */
-function specific(e: ValueError): ValueError {
-  if (e.type !== ValueErrorType.Union || !Array.isArray(e.schema.anyOf)) return e;
+/**
+ * False for a maxLength complaint of the strict schema that only counts UTF-16 code units: our limits count
+ * characters (code points), which the walk has already enforced.
+ */
+function real(e: ValueError): boolean {
+  return !(
+    e.type === ValueErrorType.StringMaxLength &&
+    typeof e.value === 'string' &&
+    codePointLength(e.value) <= (e.schema.maxLength as number)
+  );
+}
+
+/**
+ * Picks the most specific real error: inside a union, the variant whose discriminant matched (or, for a
+ * primitive, the variant of its JSON type). Undefined when `e` is not a real error.
+ */
+function specific(e: ValueError): ValueError | undefined {
+  if (e.type !== ValueErrorType.Union || !Array.isArray(e.schema.anyOf)) return real(e) ? e : undefined;
+  const variants = e.schema.anyOf as TSchema[];
   const v = e.value as Record<string, unknown> | null;
   if (typeof v !== 'object' || v === null) {
     // A primitive: report against the variant of its own JSON type (e.g. a too-long string in query{}).
     const t = jsonType(v);
-    const i = (e.schema.anyOf as TSchema[]).findIndex(
-      (x) => x.type === t || (t === 'number' && x.type === 'integer'),
-    );
-    const it = i >= 0 ? e.errors[i] : undefined;
-    const first = it?.First();
-    return first === undefined ? e : specific(first);
+    const i = variants.findIndex((x) => x.type === t || (t === 'number' && x.type === 'integer'));
+    if (i < 0) return e;
+    for (const x of e.errors[i] as Iterable<ValueError>) {
+      const r = specific(x);
+      if (r !== undefined) return r;
+    }
+    return undefined; // the value does match that variant
   }
-  const variants = e.schema.anyOf as TSchema[];
   for (let i = 0; i < e.errors.length; i++) {
     if (variants[i]?.properties === undefined) continue; // not an object variant
     const errs = [...(e.errors[i] as Iterable<ValueError>)];
     // A variant that complains about the discriminant is not the one the value meant; skip it.
-    if (errs.length === 0 || errs.some((x) => x.path === `${e.path}/status` || x.path === `${e.path}/type`))
+    if (errs.length === 0 || errs.some((x) => x.path === `${e.path}/status` || x.path === `${e.path}/type`)) {
       continue;
-    return specific(errs[0] as ValueError);
+    }
+    for (const x of errs) {
+      const r = specific(x);
+      if (r !== undefined) return r;
+    }
+    return undefined; // the value does match that variant
   }
   return e;
 }
@@ -578,12 +664,13 @@ function explain(ctx: Ctx, c: Compiled, copy: Record<string, unknown>): never {
   ctx.path.length = 0;
   ctx.chars = 0;
   diagnoseStrings(ctx, copy, c.shape);
-  const check = c.strict;
-  const first = check.Errors(copy).First();
-  if (first === undefined) fail(ctx, 'type', 'schema check failed', []);
-  const e = specific(first);
-  const { rule, detail } = ruleOf(e);
-  fail(ctx, rule, detail, pointerToPath(e.path, copy));
+  for (const x of c.strict.Errors(copy)) {
+    const e = specific(x);
+    if (e === undefined) continue;
+    const { rule, detail } = ruleOf(e);
+    fail(ctx, rule, detail, pointerToPath(e.path, copy));
+  }
+  return fail(ctx, 'type', 'schema check failed', []);
 }
 
 /** JSON Pointer (RFC 6901) -> our path segments; numeric segments become indices where the parent is an array. */

@@ -224,31 +224,62 @@ test('tab and newline: allowed in free text, refused in identifiers, paths and e
 // Lengths, numbers, timestamps
 // ---------------------------------------------------------------------------------------------
 
-test('length limits: ids 256, free text 1024, paths 1024 (UTF-16 code units); empty ids refused', () => {
+test('length limits in characters (code points): ids 256, free text 1024, paths 1024; empty ids refused', () => {
+  const emoji = '\u{1F600}'; // one character, two UTF-16 code units
   const e = sample('vram.sealed');
   e.shard_id = 'x'.repeat(256);
   validateEvent(e);
   e.shard_id = 'x'.repeat(257);
   rejects(e, { path: 'shard_id', rule: 'max-length' });
-  e.shard_id = '\u{1F600}'.repeat(128); // 256 code units
+  e.shard_id = emoji.repeat(256); // 256 characters, 512 code units
   validateEvent(e);
-  e.shard_id = '\u{1F600}'.repeat(129);
+  e.shard_id = emoji.repeat(257);
   rejects(e, { path: 'shard_id', rule: 'max-length' });
+  e.shard_id = `${'x'.repeat(255)}${emoji}`;
+  validateEvent(e);
   e.shard_id = '';
   rejects(e, { path: 'shard_id', rule: 'min-length' });
   const f = sample('seal.verification_failed');
   f.reason = 'r'.repeat(1024);
   validateEvent(f);
+  f.reason = emoji.repeat(1024);
+  validateEvent(f);
   f.reason = 'r'.repeat(1025);
+  rejects(f, { path: 'reason', rule: 'max-length' });
+  f.reason = emoji.repeat(1025);
   rejects(f, { path: 'reason', rule: 'max-length' });
   const p = sample('auth.success');
   p.path = `/${'p'.repeat(1023)}`;
   validateEvent(p);
   p.path = `/${'p'.repeat(1024)}`;
   rejects(p, { path: 'path', rule: 'max-length' });
+  // inside arrays, free-form values and union variants the same rule holds
+  const t = sample('token.created');
+  t.scope = ['a', emoji.repeat(256)];
+  validateEvent(t);
+  t.scope = ['a', emoji.repeat(257)];
+  rejects(t, { path: 'scope[1]', rule: 'max-length' });
   const q = sample('audit.admin_query');
+  (q.query as Record<string, unknown>).filter = emoji.repeat(1024);
+  validateEvent(q);
   (q.query as Record<string, unknown>).filter = 'q'.repeat(1025);
   rejects(q, { path: 'query.filter', rule: 'max-length' });
+  (q.query as Record<string, unknown>).filter = emoji.repeat(1025);
+  rejects(q, { path: 'query.filter', rule: 'max-length' });
+  const r = sample('task.completed');
+  r.result = { status: 'failure', reason: emoji.repeat(1000) };
+  validateEvent(r);
+  r.result = { status: 'failure', reason: emoji.repeat(1025) };
+  rejects(r, { path: 'result.reason', rule: 'max-length' });
+  // a long-but-valid astral string elsewhere does not mask (or fake) the real error
+  r.result = { status: 'failure', reason: emoji.repeat(1000) };
+  r.worker_id = emoji.repeat(200);
+  r.tokens_generated = -1;
+  rejects(r, { path: 'tokens_generated', rule: 'minimum' });
+  // hashes and other ASCII-only fields: exact lengths
+  const a = sample('audit.file_deleted');
+  a.sha256 = 'a'.repeat(65);
+  rejects(a, { path: 'sha256', rule: 'max-length' });
 });
 
 test('numbers: finite everywhere; counts are non-negative safe integers', () => {

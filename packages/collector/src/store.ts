@@ -117,7 +117,7 @@ export class AuditStore {
     let applied: number[];
     try {
       applied = await this.client.transaction(async (tx) => {
-        await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('vramseal-collector-migrate', 0))`);
+        await tx.query(`SELECT pg_advisory_xact_lock(hashtext('vramseal-collector'), hashtext('migrate'))`);
         await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${s};
 CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
   version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());`);
@@ -156,7 +156,7 @@ CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
     const roleName = this.#appRole;
     try {
       await this.client.transaction(async (tx) => {
-        await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('vramseal-collector-migrate', 0))`);
+        await tx.query(`SELECT pg_advisory_xact_lock(hashtext('vramseal-collector'), hashtext('migrate'))`);
         const exists = await tx.query(`SELECT 1 FROM pg_roles WHERE rolname = $1`, [roleName]);
         if (exists.rows.length === 0) await tx.exec(`CREATE ROLE ${r} NOLOGIN`);
         await tx.exec(GRANTS_SQL.replaceAll('{s}', s).replaceAll('{r}', r));
@@ -201,8 +201,8 @@ CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
   ): Promise<AppendOutcome> {
     const s = this.#s;
     return this.client.transaction(async (tx) => {
-      await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [
-        `vramseal-provider:${b.providerId}`,
+      await tx.query(`SELECT pg_advisory_xact_lock(hashtext('vramseal-provider'), hashtext($1))`, [
+        b.providerId,
       ]);
       const head = await this.#head(tx, b.providerId);
       if (b.firstSeq > head.lastSeq + 1)
@@ -274,6 +274,11 @@ CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
       );
       const batchId = Number((ins.rows[0] as { batch_id: number }).batch_id);
       const n = fresh.length;
+      const alloc = await tx.query<{ ids: Array<number | string> }>(
+        `SELECT ${s}.allocate_record_ids($1) AS ids`,
+        [n],
+      );
+      const rowIds = ((alloc.rows[0] as { ids: Array<number | string> }).ids ?? []).map(Number);
       const seqs = new Array<number>(n);
       const hashes = new Array<string>(n);
       const prevs = new Array<string>(n);
@@ -301,9 +306,9 @@ CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
       }
       await tx.query(
         `INSERT INTO ${s}.records (provider_id, batch_id, seq, hash, prev_hash, audit_id, service_id, time, event_type,
-           actor, customer_id, shard_id, line)
+           actor, customer_id, shard_id, line, id)
          SELECT $1::text, $2::bigint, * FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
-           $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])`,
+           $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[])`,
         [
           b.providerId,
           batchId,
@@ -318,6 +323,7 @@ CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
           customers,
           shards,
           lines,
+          rowIds,
         ],
       );
       return { kind: 'accepted', stored: n, duplicates, receipt } as const;
@@ -353,6 +359,8 @@ CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
     if (q.since !== undefined) add('time >= ?::timestamptz', q.since);
     if (q.until !== undefined) add('time < ?::timestamptz', q.until);
     if (q.afterId !== undefined) add('id > ?', q.afterId);
+    // First statement: the horizon; second (a new snapshot, READ COMMITTED): rows below it.
+    add('id < ?', await this.#horizon());
     params.push(q.limit);
     const r = await this.client.query<StoredEvent>(
       `SELECT id, provider_id, seq, line FROM ${this.#s}.records${
@@ -366,6 +374,30 @@ CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
       seq: Number(x.seq),
       line: x.line,
     }));
+  }
+
+  /**
+   * Exclusive upper bound of the ids a reader may return now: below every id an in-flight append has
+   * drawn or may still draw (they hold a shared advisory lock keyed ≤ their first id, see
+   * allocate_record_ids in migrations.ts) and below the sequence's next value. Rows below it that
+   * are not visible yet cannot exist, so a cursor never skips a row that commits later. Advisory
+   * locks of other applications in the same database can only lower the horizon (delay, never skip);
+   * keys outside [1, last_value] are ignored.
+   */
+  async #horizon(): Promise<number> {
+    const r = await this.client.query<{ h: number }>(
+      `SELECT LEAST(
+         s.last_value + CASE WHEN s.is_called THEN 1 ELSE 0 END,
+         (SELECT min(k) FROM (
+            SELECT (l.classid::bigint << 32) | l.objid::bigint AS k
+              FROM pg_locks l
+             WHERE l.locktype = 'advisory' AND l.objsubid = 1
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) m
+           WHERE m.k BETWEEN 1 AND s.last_value)
+       )::int8 AS h
+       FROM ${this.#s}.records_id_seq s`,
+    );
+    return Number((r.rows[0] as { h: number }).h);
   }
 
   /** Number of stored records (of one provider when given). */

@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { GENESIS_HASH, parsePublicKey, sealRecord, verifyReceipt } from '@vramseal/audit';
+import pg from 'pg';
 import {
   batchOf,
   ENGINES,
   get,
   newProvider,
   openServer,
+  PG_URL,
   post,
   register,
   type ServerFixture,
@@ -278,6 +280,35 @@ for (const engine of ENGINES) {
         rows.map((r) => r.line),
         t.recs.map((r) => r.line),
       );
+    });
+
+    test('cursor pagination never skips a row that commits after a page was read', {
+      skip: engine !== 'postgres',
+    }, async () => {
+      // An append that has drawn its ids but not committed yet (a second connection, same protocol).
+      const c1 = new pg.Client({ connectionString: PG_URL });
+      await c1.connect();
+      const h = { authorization: `Bearer ${TOKENS.admin}`, 'x-admin-reason': 'test' };
+      try {
+        await c1.query('BEGIN');
+        const r = await c1.query(`SELECT "${f.store.schema}".allocate_record_ids(3) AS ids`);
+        const inflight = (r.rows[0] as { ids: string[] }).ids.map(Number);
+        // Meanwhile another provider's batch commits with higher ids.
+        const p = newProvider();
+        register(f.keys, p);
+        const t = new TrailBuilder();
+        t.add(4);
+        assert.equal((await post(f.app, batchOf(p, t.range(1, 4)))).status, 200);
+        const page = await get(f.app, `/v1/events?provider=${p.id}`, h);
+        assert.deepEqual(page.body.events, [], 'rows above an in-flight allocation are held back');
+        const all = await get(f.app, '/v1/events?limit=1000', h);
+        assert.ok((all.body.events as Array<{ id: number }>).every((e) => e.id < (inflight[0] as number)));
+        await c1.query('ROLLBACK');
+        const after = await get(f.app, `/v1/events?provider=${p.id}`, h);
+        assert.equal((after.body.events as unknown[]).length, 4);
+      } finally {
+        await c1.end();
+      }
     });
 
     describe('query API', () => {

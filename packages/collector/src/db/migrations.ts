@@ -58,6 +58,23 @@ CREATE INDEX records_shard_id_idx         ON {s}.records (shard_id, id) WHERE sh
 -- BRIN: time grows with ingest order, so a block-range index serves time ranges at almost no insert cost.
 CREATE INDEX records_time_brin           ON {s}.records USING brin (time);
 
+-- Record ids for cursor pagination. An appending transaction allocates its ids through this function,
+-- which first takes a SHARED transaction-scoped advisory lock keyed by the sequence's current value
+-- (a lower bound of every id it will draw). Readers compute a horizon below every such in-flight
+-- allocation (see store.ts #horizon), so no row can ever commit below a cursor already handed out.
+CREATE FUNCTION {s}.allocate_record_ids(n integer) RETURNS bigint[] LANGUAGE plpgsql AS $fn$
+DECLARE
+  lo  bigint;
+  ids bigint[];
+BEGIN
+  SELECT last_value INTO lo FROM {s}.records_id_seq;
+  PERFORM pg_advisory_xact_lock_shared(lo);
+  SELECT array_agg(v ORDER BY v) INTO ids
+    FROM (SELECT nextval('{s}.records_id_seq') AS v FROM generate_series(1, n)) q;
+  RETURN ids;
+END
+$fn$;
+
 -- Append-only: every UPDATE, DELETE and TRUNCATE is refused by a statement-level trigger,
 -- whatever the role (privileges below are the second line of defence).
 CREATE FUNCTION {s}.reject_modification() RETURNS trigger LANGUAGE plpgsql AS $fn$
@@ -84,5 +101,6 @@ REVOKE ALL ON {s}.records, {s}.batches, {s}.schema_migrations FROM {r};
 GRANT USAGE ON SCHEMA {s} TO {r};
 GRANT SELECT, INSERT ON {s}.records, {s}.batches TO {r};
 GRANT SELECT ON {s}.schema_migrations TO {r};
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA {s} TO {r};
+GRANT SELECT, USAGE ON ALL SEQUENCES IN SCHEMA {s} TO {r};
+GRANT EXECUTE ON FUNCTION {s}.allocate_record_ids(integer) TO {r};
 `;

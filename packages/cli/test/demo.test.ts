@@ -67,7 +67,12 @@ test('demo --json: every step behaves, corruption is caught and localized, trail
   assert.equal(out.critical_events[0].event.type, 'seal.verification_failed');
   assert.deepEqual(out.critical_events[0].event.corrupt_ranges, out.failure.corrupt_ranges);
   // the trail is kept in --dir, the model file is removed
-  assert.ok(readdirSync(join(dir, 'audit')).some((f) => f.endsWith('.audit')));
+  assert.equal(out.audit_dir.startsWith(join(dir, 'audit-')), true);
+  assert.ok(readdirSync(out.audit_dir).some((f: string) => f.endsWith('.audit')));
+  // a second run in the same --dir gets its own trail (the first one's MAC key is gone)
+  const again = demo(['--dir', dir, '--size', '64KiB', '--json']);
+  assert.equal(again.status, 0, again.stdout + again.stderr);
+  assert.notEqual(JSON.parse(again.stdout).audit_dir, out.audit_dir);
   assert.ok(!existsSync(join(dir, 'model.bin')));
 });
 
@@ -107,13 +112,9 @@ test('demo exits 1 when the corruption is not detected (sabotaged in-process)', 
   assert.equal(res.ok, false);
   const failed = res.steps.filter((s: { ok: boolean }) => !s.ok).map((s: { name: string }) => s.name);
   assert.deepEqual(failed, ['verification fails', 'manager stopped', 'critical event recorded']);
-  assert.match(
-    readFileSync(
-      join(dir, 'audit', readdirSync(join(dir, 'audit')).find((f) => f.endsWith('.audit')) as string),
-      'utf8',
-    ),
-    /seal\.verified/,
-  );
+  const trailDir = res.audit_dir as string;
+  const file = readdirSync(trailDir).find((f) => f.endsWith('.audit')) as string;
+  assert.match(readFileSync(join(trailDir, file), 'utf8'), /seal\.verified/);
 });
 
 test('demo: bad --size is a usage error (exit 2)', () => {

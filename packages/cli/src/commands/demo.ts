@@ -107,7 +107,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const t0 = performance.now();
   const base = opts.dir ?? (await mkdtemp(join(tmpdir(), 'vramseal-demo-')));
   await mkdir(base, { recursive: true, mode: 0o700 });
-  const auditDir = join(base, 'audit');
+  // Each run gets a fresh trail: its MAC key lives only in this process, so a trail from an earlier
+  // run in the same --dir cannot (and must not) be continued.
+  const auditDir = opts.dir ? await mkdtemp(join(base, 'audit-')) : join(base, 'audit');
   const modelPath = join(base, 'model.bin');
   const macKey = randomBytes(32);
   const workerToken = randomBytes(32).toString('base64url');

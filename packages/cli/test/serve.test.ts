@@ -339,6 +339,12 @@ test('HTTP: every route, happy path, with schemas and audit records', async () =
     assert.match(sealed.body.shard.digest, /^sha256-merkle-v1:16384:[0-9a-f]{64}$/);
     assert.ok(!('seal' in sealed.body.shard) && !('signature' in sealed.body.shard));
 
+    const dup = await call(h, 'POST', '/v1/shards', {
+      body: { model: 'org/model-a.bin', shard_id: 'model-a' },
+    });
+    assert.equal(dup.status, 409, dup.text);
+    assert.equal(dup.body.error.code, 'SHARD_EXISTS');
+
     const list = await call(h, 'GET', '/v1/shards', { token: READER });
     assert.deepEqual(
       list.body.shards.map((s: { shard_id: string }) => s.shard_id),

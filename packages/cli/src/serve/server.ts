@@ -96,6 +96,13 @@ function fromError(err: unknown): HttpError {
     corruptRanges?: ReadonlyArray<{ offset: number; length: number }>;
   };
   if (e?.validation) return { status: 400, code: 'INVALID_REQUEST', message: e.message };
+  const field = (err as { field?: unknown; rule?: unknown }).field;
+  if (
+    e?.code === 'INVALID_INPUT' &&
+    field === 'shardId' &&
+    /already/.test(String((err as { rule?: unknown }).rule))
+  )
+    return { status: 409, code: 'SHARD_EXISTS', message: e.message };
   if (typeof e?.code === 'string' && e.code in STATUS_BY_CODE) {
     const out: HttpError = { status: STATUS_BY_CODE[e.code] ?? 500, code: e.code, message: e.message };
     if (e.shardId) out.shard_id = e.shardId;

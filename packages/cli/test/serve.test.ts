@@ -564,6 +564,36 @@ test('HTTP: DELETE racing executes never stops the worker', async () => {
   }
 });
 
+test('HTTP: the background full verification (--verify-interval) catches corruption and stops the worker', async () => {
+  const h = await startHarness();
+  try {
+    writeModel(h, 'org/p.bin', 64 * 1024);
+    assert.equal(
+      (await call(h, 'POST', '/v1/shards', { body: { model: 'org/p.bin', shard_id: 'p' } })).status,
+      201,
+    );
+    const runs: boolean[] = [];
+    h.res.startPeriodic(20, (ok) => runs.push(ok));
+    const deadline = Date.now() + 10_000;
+    while (!runs.includes(true) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(runs.includes(true), 'a clean run happened');
+    await h.res.corruptForTest('p', 100, 1);
+    while ((await call(h, 'GET', '/health', { token: null })).status === 200 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    const health = await call(h, 'GET', '/health', { token: null });
+    assert.equal(health.status, 503);
+    assert.equal(health.body.status, 'stopped');
+    const ex = await call(h, 'POST', '/v1/execute', { token: OPERATOR, body: { shard_id: 'p' } });
+    assert.equal(ex.status, 503);
+    await h.flush();
+    const vf = h.events().filter((e) => e.type === 'seal.verification_failed') as Json[];
+    assert.equal(vf.length, 1);
+    assert.deepEqual(vf[0].corrupt_ranges, [{ offset: 0, length: 16384 }]);
+  } finally {
+    await h.close();
+  }
+});
+
 test('HTTP: metrics exposition', async () => {
   const h = await startHarness();
   try {

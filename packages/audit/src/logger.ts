@@ -24,6 +24,7 @@ import {
   type AwaitTracker,
   DISABLED_RECEIPT,
   DroppedReceipt,
+  EventArena,
   PendingRecord,
   RecordQueue,
 } from './queue.js';
@@ -187,6 +188,9 @@ export class AuditLogger {
   readonly #maxBatch: number;
 
   readonly #q = new RecordQueue();
+  readonly #arena = new EventArena();
+  /** Sealed lines, encoded once, written from here (no per-line strings kept alive). */
+  readonly #lineArena = new EventArena();
   #assignedSeq: number;
   #chainHash: string;
   #lastSeq: number;
@@ -354,9 +358,11 @@ export class AuditLogger {
     const ev = validateEvent(event);
     const eventJson = fastCanonicalize(ev);
     const critical = isCriticalEvent(ev.type);
-    const cost = eventJson.length + this.#overhead;
     const q = this.#q;
-    if (!critical && (q.length >= this.#qHardEvents || q.bytes + cost > this.#qHardBytes)) {
+    if (
+      !critical &&
+      (q.length >= this.#qHardEvents || q.bytes + eventJson.length + this.#overhead > this.#qHardBytes)
+    ) {
       return this.#drop(ev.type);
     }
     const rec = new PendingRecord(
@@ -365,8 +371,9 @@ export class AuditLogger {
       this.#time.format(this.#clock.now()),
       eventJson,
       critical,
-      cost,
+      this.#overhead,
       this.#tracker,
+      this.#arena,
     );
     q.push(rec);
     this.#s.emitted++;
@@ -417,8 +424,9 @@ export class AuditLogger {
       this.#nowIso(),
       eventJson,
       isCriticalEvent(type),
-      eventJson.length + this.#overhead,
+      this.#overhead,
       this.#tracker,
+      this.#arena,
     );
     this.#q.push(rec);
     this.#s.emitted++;
@@ -511,10 +519,9 @@ export class AuditLogger {
     let prev = this.#chainHash;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i] as PendingRecord;
-      if (r.line !== '') continue;
-      r.line = sealer.seal(r.seq, r.auditId, r.time, r.eventJson, prev);
+      if (r.hash !== '') continue;
+      r.setLine(sealer.seal(r.seq, r.auditId, r.time, r.takeEventJson(), prev), this.#lineArena);
       r.hash = sealer.hash;
-      r.eventJson = '';
       prev = r.hash;
     }
     this.#chainHash = prev;
@@ -529,6 +536,7 @@ export class AuditLogger {
       r = q.shift() as PendingRecord;
       r.settle();
       if (out) out[i] = { seq: r.seq, hash: r.hash, line: r.line };
+      r.buf = null; // the line's bytes are on disk: let the slab go
     }
     if (!r) return;
     this.#lastSeq = r.seq;

@@ -40,19 +40,44 @@ const PENDING = 0;
 const DONE = 1;
 const FAILED = 2;
 
+/**
+ * Off-heap storage for the canonical JSON of queued events. A backlog of queued records would
+ * otherwise be hundreds of bytes of string per record that every young-generation GC has to copy;
+ * in 1 MiB slabs (external memory) it costs the GC nothing. A slab is freed once no unsealed record
+ * refers to it (records drop their reference when sealed).
+ */
+export class EventArena {
+  static readonly SLAB_BYTES = 1 << 20;
+  slab: Buffer = Buffer.alloc(0); // first slab on first use
+  off = 0;
+  /** Makes room for `maxBytes` more bytes. */
+  reserve(maxBytes: number): void {
+    if (this.off + maxBytes > this.slab.length) {
+      this.slab = Buffer.allocUnsafe(Math.max(EventArena.SLAB_BYTES, maxBytes));
+      this.off = 0;
+    }
+  }
+}
+
 /** A queued record; also the receipt handed to the caller. */
 export class PendingRecord implements AuditReceipt, SealedRecord {
   readonly seq: number;
   readonly auditId: string;
   readonly time: string;
-  /** The event's canonical JSON; released ('') once the record is sealed. */
-  eventJson: string;
   readonly critical: boolean;
-  /** Approximate bytes this record holds in the queue (for `queue.maxBytes`). */
+  /** Bytes this record holds in the queue (event JSON in UTF-8 + envelope overhead), for `queue.maxBytes`. */
   readonly cost: number;
   /** Set when sealed into the chain (just before the first write attempt). */
   hash = '';
-  line = '';
+  /** The sealed line's bytes (with its `\n`): `len` bytes of `buf` from `off`; released once durable. */
+  buf: Buffer | null = null;
+  off = 0;
+  len = 0;
+  /** The event's canonical JSON: in an arena slab, or as a string when no arena is used. */
+  #slab: Buffer | null;
+  #off: number;
+  #len: number;
+  #json: string;
   #state = PENDING;
   #promise: Promise<void> | undefined = undefined;
   #resolve: (() => void) | undefined = undefined;
@@ -66,16 +91,58 @@ export class PendingRecord implements AuditReceipt, SealedRecord {
     time: string,
     eventJson: string,
     critical: boolean,
-    cost: number,
+    overhead: number,
     tracker: AwaitTracker,
+    arena?: EventArena,
   ) {
     this.#tracker = tracker;
     this.seq = seq;
     this.auditId = auditId;
     this.time = time;
-    this.eventJson = eventJson;
     this.critical = critical;
-    this.cost = cost;
+    if (arena) {
+      arena.reserve(eventJson.length * 3); // UTF-8 needs at most 3 bytes per UTF-16 code unit
+      this.#slab = arena.slab;
+      this.#off = arena.off;
+      this.#len = arena.slab.write(eventJson, arena.off);
+      arena.off += this.#len;
+      this.#json = '';
+    } else {
+      this.#slab = null;
+      this.#off = 0;
+      this.#len = Buffer.byteLength(eventJson);
+      this.#json = eventJson;
+    }
+    this.cost = this.#len + overhead;
+  }
+
+  /** The stored line without its `\n` ('' once released). */
+  get line(): string {
+    return this.buf === null ? '' : this.buf.toString('utf8', this.off, this.off + this.len - 1);
+  }
+
+  /** Stores the sealed line (UTF-8 + `\n`) in `arena`. */
+  setLine(line: string, arena: EventArena): void {
+    arena.reserve(line.length * 3 + 1);
+    const b = arena.slab;
+    const n = b.write(line, arena.off);
+    b[arena.off + n] = 0x0a;
+    this.buf = b;
+    this.off = arena.off;
+    this.len = n + 1;
+    arena.off += n + 1;
+  }
+
+  /** The event's canonical JSON, handed over once (when the record is sealed) and then released. */
+  takeEventJson(): string {
+    if (this.#slab !== null) {
+      const s = this.#slab.toString('utf8', this.#off, this.#off + this.#len);
+      this.#slab = null;
+      return s;
+    }
+    const s = this.#json;
+    this.#json = '';
+    return s;
   }
 
   get dropped(): boolean {

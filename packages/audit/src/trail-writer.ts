@@ -33,12 +33,17 @@ import { type ChainPoint, type RecoveredTail, recoverOpenFile } from './recovery
 import type { RotationPolicy } from './rotation.js';
 import { AuditConfigError, AuditCorruptError } from './writer-errors.js';
 
-/** A record ready to be written: its line (without `\n`) and what the manifest needs. */
+/**
+ * A record ready to be written: its encoded line — `len` bytes of `buf` from `off`, the trailing `\n`
+ * included — and what the manifest needs.
+ */
 export interface SealedRecord {
   readonly seq: number;
   readonly hash: string;
   readonly time: string;
-  readonly line: string;
+  readonly buf: Buffer | null;
+  readonly off: number;
+  readonly len: number;
 }
 
 /** An I/O failure of the trail, naming the operation (`write`, `fdatasync`, `rotate`, ...) and errno code. */
@@ -279,11 +284,7 @@ export class FileTrail {
       }
       if (
         f &&
-        this.#rotation.mustRotate(
-          { count: f.entry.count, bytes: f.size, day: f.day },
-          r0.time,
-          Buffer.byteLength(r0.line) + 1,
-        )
+        this.#rotation.mustRotate({ count: f.entry.count, bytes: f.size, day: f.day }, r0.time, r0.len)
       ) {
         this.#closing = f;
         this.#file = null;
@@ -291,22 +292,31 @@ export class FileTrail {
         f = null;
       }
       if (!f) f = await this.#createFile(r0.time);
-      // Collect the run of records that fit in this file.
+      // Collect the run of records that fit in this file; adjacent lines in one buffer form one slice.
       let bytes = f.size;
       let count = f.entry.count;
       let k = i;
-      const parts: string[] = [];
+      const slices: Buffer[] = [];
+      let cur: Buffer | null = null;
+      let start = 0;
+      let end = 0;
       while (k < n) {
         const r = recs[k] as SealedRecord;
-        const lb = Buffer.byteLength(r.line) + 1;
-        if (this.#rotation.mustRotate({ count, bytes, day: f.day }, r.time, lb)) break;
-        parts.push(r.line);
-        bytes += lb;
+        if (this.#rotation.mustRotate({ count, bytes, day: f.day }, r.time, r.len)) break;
+        const b = r.buf as Buffer;
+        if (b === cur && r.off === end) end += r.len;
+        else {
+          if (cur) slices.push(cur.subarray(start, end));
+          cur = b;
+          start = r.off;
+          end = r.off + r.len;
+        }
+        bytes += r.len;
         count++;
         k++;
       }
-      parts.push('');
-      const buf = Buffer.from(parts.join('\n'));
+      if (cur) slices.push(cur.subarray(start, end));
+      const buf = slices.length === 1 ? (slices[0] as Buffer) : Buffer.concat(slices, bytes - f.size);
       await this.#writeDurable(f, buf);
       const e = f.entry;
       const first = recs[i] as SealedRecord;

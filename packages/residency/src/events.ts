@@ -127,4 +127,6 @@ export const VRAM_EVENT_TYPES = [
 export interface AuditSink {
   emit(event: ResidencyEvent): { durable: Promise<void> };
   health(): { state: 'ok' | 'degraded' | 'unavailable' | (string & {}); lastError?: string | undefined };
+  /** Optional: write everything queued now (called after critical events). */
+  flush?(): Promise<void>;
 }

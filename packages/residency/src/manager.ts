@@ -186,6 +186,15 @@ function errMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** Asks the sink to write what it holds now (an AuditLogger in batched mode would wait up to maxDelayMs). */
+function flushSink(audit: AuditSink): void {
+  try {
+    audit.flush?.().catch(() => {});
+  } catch {
+    // a sink that cannot flush still gets the event; durability is awaited by the caller
+  }
+}
+
 /** Reads a property of untrusted input; a throwing getter or a non-object reads as undefined. */
 function prop(o: unknown, key: string): unknown {
   if (typeof o !== 'object' || o === null) return undefined;
@@ -321,18 +330,18 @@ export class VramManager {
     const stamp = () => new Date(now()).toISOString();
     const policyEvent = (e: PolicyViolationError) => {
       try {
-        return audit
-          .emit({
-            type: 'security.policy_violation',
-            timestamp: stamp(),
-            policy: e.policy,
-            violation: e.violation.slice(0, 1024),
-            details: e.details.slice(0, 1024),
-            severity: 'critical',
-            worker_id: workerId,
-            action_taken: 'refused_to_start',
-          })
-          .durable.catch(() => {});
+        const { durable } = audit.emit({
+          type: 'security.policy_violation',
+          timestamp: stamp(),
+          policy: e.policy,
+          violation: e.violation.slice(0, 1024),
+          details: e.details.slice(0, 1024),
+          severity: 'critical',
+          worker_id: workerId,
+          action_taken: 'refused_to_start',
+        });
+        flushSink(audit);
+        return Promise.resolve(durable).catch(() => {});
       } catch {
         return Promise.resolve();
       }
@@ -451,6 +460,13 @@ export class VramManager {
         return false;
       },
     );
+  }
+
+  /** A critical event: emitted, flushed at once when the sink can flush, and awaited until durable. */
+  #emitCritical(ev: ResidencyEvent): Promise<boolean> {
+    const durable = this.#emit(ev);
+    flushSink(this.#audit);
+    return durable;
   }
 
   #track<T>(p: Promise<T>): Promise<T> {
@@ -599,7 +615,7 @@ export class VramManager {
       await src.close();
       const available = this.#available(device);
       if (refusal.kind === 'policy') {
-        await this.#emit({
+        await this.#emitCritical({
           type: 'security.policy_violation',
           timestamp: this.#stamp(),
           policy: 'max_model_bytes',
@@ -674,7 +690,7 @@ export class VramManager {
         alloc = await this.#backend.allocate(device, size);
       } catch (e) {
         if (e instanceof PolicyViolationError) {
-          await this.#emit({
+          await this.#emitCritical({
             type: 'security.policy_violation',
             timestamp: this.#stamp(),
             policy: e.policy,
@@ -720,7 +736,7 @@ export class VramManager {
       const digest = formatDigest(leafSize, root);
 
       const violation = async (expected: string, actual: string, what: string) => {
-        await this.#emit({
+        await this.#emitCritical({
           type: 'security.integrity_violation',
           timestamp: this.#stamp(),
           resource_type: 'model_shard',
@@ -852,7 +868,7 @@ export class VramManager {
     const shardId = eventShardId(prop(shard, 'shard_id'));
     this.#stats.verificationFailures++;
     const ranges = extra.corrupt_ranges;
-    await this.#emit({
+    await this.#emitCritical({
       type: 'seal.verification_failed',
       timestamp: this.#stamp(),
       shard_id: shardId,

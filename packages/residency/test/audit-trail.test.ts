@@ -141,3 +141,40 @@ test('all seven VRAM events, with the right fields, in a real trail that verifie
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+// (The batched trail would otherwise hold the record for 60 s; the timeout only guards against that hang.)
+test('a verification failure is on disk before verify() rejects, even with a slow batched trail', {
+  timeout: 30_000,
+}, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vramseal-trail-'));
+  try {
+    const trail = join(dir, 'trail');
+    const log = await AuditLogger.open({
+      mode: 'local',
+      dir: trail,
+      serviceId: 'vramseal-residency-test',
+      flush: { mode: 'batched', maxEvents: 10_000, maxDelayMs: 60_000 },
+      logger: pino({ level: 'silent' }),
+    });
+    const m = await VramManager.open({
+      workerToken: TOKEN,
+      workerId: 'worker-7',
+      audit: log,
+      backend: 'simulated',
+      backendOptions: { simulated: { vramBytes: 1024 * 1024 } },
+      leafSize: 1024,
+    });
+    const s = await m.seal(pattern(4096), { shardId: 'shard-z' });
+    await m.corruptForTesting(s, 0);
+    await assert.rejects(m.verify(s), SealVerificationFailedError);
+    const files = (await readdir(trail)).filter((f) => f.endsWith('.audit'));
+    const text = (await Promise.all(files.map((f) => readFile(join(trail, f), 'utf8')))).join('');
+    assert.match(text, /"type":"seal\.verification_failed"/);
+    assert.match(text, /"type":"vram\.sealed"/, 'everything queued before it was flushed with it');
+    await m.close();
+    await log.close();
+    assert.equal((await verifyTrail(trail)).ok, true);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

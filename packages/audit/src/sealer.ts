@@ -6,22 +6,57 @@
  *   arrays, strings, finite numbers, booleans, null): no path bookkeeping; anything else is handed to
  *   `canonicalize`, which throws the precise error.
  * - {@link RecordSealer}: the hashed text is `bodyJson` (record.ts); the hash is one-shot SHA-256 of
- *   `HASH_DOMAIN || body`; the MAC is HMAC-SHA256 with precomputed key blocks (record-check.ts
- *   MacChecker); the line is the body with the `hash` (and `mac`) members spliced in before the
+ *   `HASH_DOMAIN || body`; the MAC is HMAC-SHA256 with precomputed key blocks ({@link FastMac}); the line is the body with the `hash` (and `mac`) members spliced in before the
  *   top-level `prev_hash` member, which is where RFC 8785 key order puts them. The top-level
  *   `,"prev_hash":"` is the last occurrence in the body: nothing after it (numbers and strings, whose
  *   quotes are escaped) can contain it.
  */
 import * as crypto from 'node:crypto';
 import { canonicalize } from './canonical.js';
-import { bodyJson, HASH_DOMAIN, sealRecord } from './record.js';
-import { MacChecker } from './record-check.js';
+import { bodyJson, HASH_DOMAIN, MAC_DOMAIN, macOf, sealRecord } from './record.js';
 
-type OneShot = (alg: string, data: string, enc: 'hex') => string;
+type OneShot = (alg: string, data: string | Uint8Array, enc: 'hex' | 'latin1') => string;
 const oneShot: OneShot =
   typeof (crypto as { hash?: unknown }).hash === 'function'
     ? ((crypto as unknown as { hash: OneShot }).hash as OneShot)
-    : (alg, data) => crypto.createHash(alg).update(data).digest('hex');
+    : (alg, data, enc) =>
+        crypto
+          .createHash(alg)
+          .update(data)
+          .digest(enc === 'hex' ? 'hex' : 'binary');
+
+/**
+ * HMAC-SHA256 (RFC 2104) of `MAC_DOMAIN || hash` with the key's ipad/opad blocks precomputed, as two
+ * one-shot SHA-256 calls; the inner digest travels as a latin1 string, which is much cheaper in Node
+ * than a Buffer result. Checked against `macOf` (createHmac) at construction.
+ */
+class FastMac {
+  readonly #inner: Buffer;
+  readonly #outer: Buffer;
+  readonly #at: number;
+  constructor(key: Uint8Array) {
+    // RFC 2104 §2: keys longer than the block size (64 bytes) are hashed first.
+    const k = key.length > 64 ? crypto.createHash('sha256').update(key).digest() : Buffer.from(key);
+    const dom = Buffer.from(MAC_DOMAIN, 'latin1');
+    this.#inner = Buffer.alloc(64 + dom.length + 64, 0x36);
+    this.#outer = Buffer.alloc(64 + 32, 0x5c);
+    for (let i = 0; i < k.length; i++) {
+      this.#inner[i] = 0x36 ^ (k[i] as number);
+      this.#outer[i] = 0x5c ^ (k[i] as number);
+    }
+    k.fill(0);
+    dom.copy(this.#inner, 64);
+    this.#at = 64 + dom.length;
+    const probe = 'cd'.repeat(32);
+    if (this.macOf(probe) !== macOf(key, probe)) throw new Error('FastMac self-test failed');
+  }
+  /** Lowercase hex HMAC-SHA256(key, MAC_DOMAIN || hash); `hash` is 64 hex characters. */
+  macOf(hash: string): string {
+    this.#inner.write(hash, this.#at, 64, 'latin1');
+    this.#outer.write(oneShot('sha256', this.#inner, 'latin1'), 64, 32, 'latin1');
+    return oneShot('sha256', this.#outer, 'hex');
+  }
+}
 
 /** RFC 8785 canonical JSON (same output as `canonicalize`), fast path for validated events. */
 export function fastCanonicalize(v: unknown): string {
@@ -86,13 +121,13 @@ const PREV_MEMBER = ',"prev_hash":"';
 /** Seals records of one trail (one service id, one optional MAC key). */
 export class RecordSealer {
   readonly #serviceId: string;
-  readonly #mac: MacChecker | null;
+  readonly #mac: FastMac | null;
   /** Hash of the record sealed last. */
   hash = '';
 
   constructor(serviceId: string, macKey?: Uint8Array) {
     this.#serviceId = serviceId;
-    this.#mac = macKey ? new MacChecker(macKey) : null;
+    this.#mac = macKey ? new FastMac(macKey) : null;
     // Self-test against the reference implementation.
     const b = {
       seq: 7,

@@ -82,6 +82,13 @@ export async function runDaemon(
       onFallback: (reason) => logger.warn({ reason }, 'no usable GPU: using the simulated backend'),
     });
     residency = new ManagerResidency(manager, { logger });
+    const count = (await manager.devices()).length;
+    if (cfg.device >= count) {
+      await residency.close();
+      throw new Error(
+        `--device ${cfg.device}: the ${manager.backendKind} backend has ${count} device(s) (0..${count - 1})`,
+      );
+    }
   } catch (err) {
     logger.fatal({ err: { message: errorText(err) } }, 'cannot open the VRAM manager');
     process.stderr.write(`vramseal serve: ${errorText(err)}\n`);

@@ -39,11 +39,24 @@ test('MacChecker equals HMAC-SHA256 for short, 32-byte and long (>64 byte) keys'
   }
 });
 
-test('checkRecordLine: fast path and non-canonical-but-equal lines both check; shape errors name the field', () => {
+test('checkRecordLine: fast path and non-canonical-but-equal lines both check; shape errors name the field', async () => {
   const t = build({ files: [2] });
   const line = readLines(t.dir, t.names[0] as string)[0] as string;
   const ok = checkRecordLine(Buffer.from(line));
   assert.ok(!('reason' in ok) && ok.hashOk);
+  // What it reports equals a full parse.
+  const full = JSON.parse(line);
+  assert.deepEqual(
+    [ok.seq, ok.prevHash, ok.hash, ok.mac, ok.time, ok.serviceId, ok.auditId],
+    [full.seq, full.prev_hash, full.hash, full.mac, full.time, full.service_id, full.audit_id],
+  );
+  assert.deepEqual(ok.record, full);
+  assert.deepEqual(ok.event, full.event);
+  // Escapes in envelope strings take the full path, and still check.
+  const rec = { ...full, service_id: 'svc "quoted" \\ x' };
+  const { reseal } = await import('./fixtures/trail-builder.js');
+  const escaped = checkRecordLine(Buffer.from(reseal(rec, TEST_KEY)));
+  assert.ok(!('reason' in escaped) && escaped.hashOk && escaped.serviceId === 'svc "quoted" \\ x');
   const spaced = JSON.stringify(JSON.parse(line), null, 1).replace(/\n/g, '');
   const ok2 = checkRecordLine(Buffer.from(spaced));
   assert.ok(!('reason' in ok2) && ok2.hashOk);
@@ -269,7 +282,12 @@ test('trails written by the real AuditLogger (size rotation, restart) verify cle
     });
   let log = await open();
   for (let i = 0; i < 60; i++) {
-    log.emit({ type: 'seal.verified', timestamp: new Date().toISOString(), shard_id: `s${i}`, worker_id: 'w' });
+    log.emit({
+      type: 'seal.verified',
+      timestamp: new Date().toISOString(),
+      shard_id: `s${i}`,
+      worker_id: 'w',
+    });
   }
   await log.close();
   log = await open(); // restart: the chain and seq resume

@@ -133,6 +133,11 @@ test('pinModel: reads the checked file; a symlink swapped in after the check is 
   symlinkSync(join(tmp, 'pin-secret.bin'), join(models, 'm.bin'));
   const swapped = await pinModel(root, checked.path);
   assert.ok('ok' in swapped && !swapped.ok && swapped.kind === 'traversal');
+  // ...or for a FIFO: refused at once, the open does not block
+  rmSync(join(models, 'm.bin'));
+  assert.equal(spawnSync('mkfifo', [join(models, 'm.bin')]).status, 0);
+  const fifo = await pinModel(root, checked.path);
+  assert.ok('ok' in fifo && !fifo.ok && fifo.kind === 'not_file');
 });
 
 test('rate limiter: fixed window, reports first excess and powers of two', () => {

@@ -84,7 +84,8 @@ export interface PinnedModel {
 export async function pinModel(rootReal: string, realPath: string): Promise<PinnedModel | ConfineResult> {
   let fh: FileHandle;
   try {
-    fh = await open(realPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO swapped in after the check must not block the open (no effect on regular files).
+    fh = await open(realPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ELOOP')

@@ -366,3 +366,33 @@ test('shipper options are validated with clear errors', () => {
     /absolute http\(s\) URL/,
   );
 });
+
+test('platformOptionsFromEnv: off without a URL, required variables named, integers checked', async () => {
+  const { platformOptionsFromEnv } = await import('../src/platform/env.js');
+  assert.equal(platformOptionsFromEnv({}), undefined);
+  assert.throws(
+    () => platformOptionsFromEnv({ VRAMSEAL_PLATFORM_URL: 'https://c' }),
+    /VRAMSEAL_PROVIDER_ID is required/,
+  );
+  assert.throws(
+    () => platformOptionsFromEnv({ VRAMSEAL_PLATFORM_URL: 'https://c', VRAMSEAL_PROVIDER_ID: 'p' }),
+    /VRAMSEAL_PROVIDER_KEY_FILE is required/,
+  );
+  const base = {
+    VRAMSEAL_PLATFORM_URL: 'https://c',
+    VRAMSEAL_PROVIDER_ID: 'p',
+    VRAMSEAL_PROVIDER_KEY_FILE: '/k.pem',
+  };
+  assert.deepEqual(platformOptionsFromEnv(base), {
+    url: 'https://c',
+    providerId: 'p',
+    privateKey: { file: '/k.pem' },
+  });
+  assert.deepEqual(platformOptionsFromEnv({ ...base, VRAMSEAL_PLATFORM_BATCH: '100' })?.batch, {
+    maxRecords: 100,
+  });
+  assert.throws(
+    () => platformOptionsFromEnv({ ...base, VRAMSEAL_PLATFORM_BATCH: '0' }),
+    /between 1 and 10000/,
+  );
+});

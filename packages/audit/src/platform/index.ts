@@ -2,6 +2,7 @@ export * from './attach.js';
 export * from './backoff.js';
 export * from './batch.js';
 export * from './compare.js';
+export * from './env.js';
 export * from './errors.js';
 export * from './keys.js';
 export * from './receipt.js';

@@ -52,6 +52,16 @@ export function register(program: Command): void {
           reserve_bytes: DEFAULT_RESERVE_BYTES,
           leaf_size: DEFAULT_LEAF_SIZE,
         };
+        // The backend's own VRAM-only policy check, per device (CUDA: refuses integrated/UMA GPUs).
+        const verdicts = new Map<number, string>();
+        for (const d of devices) {
+          try {
+            await backend.checkPolicy?.(d.index);
+            verdicts.set(d.index, 'ok');
+          } catch (err) {
+            verdicts.set(d.index, `refused: ${errorText(err)}`);
+          }
+        }
         const devs = devices.map((d) => ({
           index: d.index,
           name: d.name,
@@ -62,7 +72,7 @@ export function register(program: Command): void {
           ...(d.computeCapability ? { compute_capability: d.computeCapability } : {}),
           ...(d.driverVersion ? { driver_version: d.driverVersion } : {}),
           ...(d.integrated !== undefined ? { integrated: d.integrated } : {}),
-          policy: d.integrated ? 'refused: integrated GPU' : 'ok',
+          policy: verdicts.get(d.index) ?? 'ok',
         }));
         if (o.json) {
           printJson({

@@ -13,15 +13,16 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { DeviceAllocation } from '../src/backend.js';
+import type { DeviceAllocation, DeviceBackend } from '../src/backend.js';
 import { openBackend } from '../src/backends.js';
 import { loadDriver } from '../src/cuda/driver.js';
 import { type CudaBackend, openCudaBackend } from '../src/cuda/index.js';
 import { checkAllocationPolicy } from '../src/cuda/policy.js';
 import { AllocationFailedError, PolicyViolationError } from '../src/errors.js';
+import { VramManager } from '../src/manager.js';
 import { leafHashesOf, merkleRoot, rootFromLeaves } from '../src/merkle.js';
 import { registerBehaviourSuite } from './behaviour-suite.js';
-import { pattern, prng } from './helpers.js';
+import { pattern, prng, RecordingAudit, TOKEN } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -286,6 +287,49 @@ test('release returns memory; an impossible allocation is AllocationFailed (retr
     );
     await assert.rejects(b.free(a), /unknown or freed allocation/);
   });
+});
+
+test('a real CUDA out-of-memory during seal is AllocationFailed (retriable) with vram.allocation_failed', {
+  skip,
+}, async () => {
+  const inner = await openCudaBackend({ stagingBytes: STAGING });
+  const hogs: DeviceAllocation[] = [];
+  // Passes the manager's admission, then lets another "process" take the memory before cuMemAlloc.
+  const backend: DeviceBackend = {
+    kind: 'cuda',
+    devices: () => inner.devices(),
+    memoryInfo: (d) => inner.memoryInfo(d),
+    allocate: async (device, bytes) => {
+      const free = (await inner.memoryInfo(device)).freeBytes;
+      hogs.push(await inner.allocate(device, free - 64 * MiB));
+      return inner.allocate(device, Math.max(bytes, 256 * MiB));
+    },
+    free: (a) => inner.free(a),
+    write: (a, o, d) => inner.write(a, o, d),
+    writeFrom: (a, src, p) => inner.writeFrom(a, src, p),
+    read: (a, o, n) => inner.read(a, o, n),
+    merkle: (a, r) => inner.merkle(a, r),
+    leafHashes: (a, l, i, n) => inner.leafHashes(a, l, i, n),
+    corrupt: (a, o, n, k) => inner.corrupt(a, o, n, k),
+    close: async () => {},
+  };
+  const audit = new RecordingAudit();
+  const m = await VramManager.open({ workerToken: TOKEN, workerId: 'w-oom', audit, backend, leafSize: 1024 });
+  try {
+    await assert.rejects(
+      m.seal(pattern(4096)),
+      (e: unknown) =>
+        e instanceof AllocationFailedError && e.retriable && /CUDA_ERROR_OUT_OF_MEMORY/.test(e.message),
+    );
+    const failed = audit.of('vram.allocation_failed');
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0]?.backend, 'cuda');
+    assert.equal(m.state, 'open', 'an allocation failure does not stop the manager');
+  } finally {
+    await m.close();
+    for (const h of hogs) await inner.free(h);
+    await inner.close();
+  }
 });
 
 test('the event loop keeps running during a 2 GiB copy and its digest', { skip }, async () => {

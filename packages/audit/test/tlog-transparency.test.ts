@@ -392,3 +392,41 @@ test('files deleted by retention: their leaves come from the stored tree; withou
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** Loggers to close even when an assertion fails (an open logger keeps the test process alive). */
+const closers: (() => Promise<void>)[] = [];
+
+for (const worker of [false, true])
+  test(`attach to a logger that is writing (${worker ? 'worker' : 'in-thread'}): catch-up and live records join without gaps`, async () => {
+    const dir = fs.mkdtempSync(join(tmpdir(), 'tlog-live-attach-'));
+    try {
+      const log = await openLogger(dir);
+      closers.push(() => log.close());
+      for (let i = 0; i < 300; i++) log.emit(event(i));
+      const flushing = log.flush();
+      // recordEvents off: a checkpoint record landing after head() would make the sizes differ.
+      const tl = await Transparency.attach(log, {
+        signer,
+        everyRecords: 64,
+        everyMs: 0,
+        worker,
+        recordEvents: false,
+      });
+      for (let i = 300; i < 600; i++) {
+        log.emit(event(i));
+        if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+      }
+      await flushing;
+      await log.flush();
+      const head = await tl.head();
+      const recs = allRecords(dir);
+      assert.equal(head.size, recs.length);
+      assert.deepEqual(head.root, rootOfLeafHashes(recs.map((r) => recordLeafHash(r.hash as string))));
+      await log.close();
+      const note = latestTrailCheckpoint(dir);
+      assert.ok((await checkAgainstCheckpoint(dir, note, signer.verifier)).ok);
+    } finally {
+      for (const c of closers.splice(0)) await c().catch(() => {});
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });

@@ -23,6 +23,8 @@ export async function catchUpFromTrail(
   let appended = 0;
   for await (const l of readTrailLines(dir, Math.max(1, start))) {
     const r = l.record;
+    // A last line still being written (no newline yet): its record arrives through 'durable'.
+    if (!l.terminated) break;
     if (!r) {
       // A torn last line (crash mid-write) is the writer's to recover; anything else is damage.
       throw new TlogError(

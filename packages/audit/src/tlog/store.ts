@@ -167,7 +167,9 @@ export class FileNodeStore implements NodeStore {
         // Levels above the durable tree's height may hold nodes written after the last sync: drop them.
         for (const name of fs.readdirSync(dir)) {
           const m = /^level-(\d{2})\.bin$/.exec(name);
-          if (m && store.#fds[Number(m[1])] === undefined) fs.truncateSync(join(dir, name), 0);
+          if (m && store.#fds[Number(m[1])] === undefined && fs.lstatSync(join(dir, name)).isFile()) {
+            fs.truncateSync(join(dir, name), 0);
+          }
         }
       }
       if (state) {

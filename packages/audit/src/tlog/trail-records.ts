@@ -33,6 +33,8 @@ export interface TrailLineRef {
   record?: Record<string, unknown>;
   /** Why the line could not be parsed. */
   error?: string;
+  /** False for a last line without its `\n` (being written, or torn). */
+  terminated: boolean;
 }
 
 interface ManifestLike {
@@ -114,20 +116,27 @@ export async function* readFileLines(ref: TrailFileRef): AsyncGenerator<TrailLin
   let carryLen = 0;
   let skipping = false;
   let lineNo = 0;
-  const make = (buf: Buffer | null): TrailLineRef => {
+  const make = (buf: Buffer | null, terminated = true): TrailLineRef => {
     lineNo++;
-    if (!buf) return { file: ref.name, line: lineNo, text: '', error: `line longer than ${MAX_LINE} bytes` };
+    if (!buf)
+      return {
+        file: ref.name,
+        line: lineNo,
+        text: '',
+        terminated,
+        error: `line longer than ${MAX_LINE} bytes`,
+      };
     const text = buf.toString('utf8');
     let record: unknown;
     try {
       record = JSON.parse(text);
     } catch {
-      return { file: ref.name, line: lineNo, text, error: 'not valid JSON' };
+      return { file: ref.name, line: lineNo, text, terminated, error: 'not valid JSON' };
     }
     if (record === null || typeof record !== 'object' || Array.isArray(record)) {
-      return { file: ref.name, line: lineNo, text, error: 'not a JSON object' };
+      return { file: ref.name, line: lineNo, text, terminated, error: 'not a JSON object' };
     }
-    return { file: ref.name, line: lineNo, text, record: record as Record<string, unknown> };
+    return { file: ref.name, line: lineNo, text, terminated, record: record as Record<string, unknown> };
   };
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -158,7 +167,7 @@ export async function* readFileLines(ref: TrailFileRef): AsyncGenerator<TrailLin
   } finally {
     raw.destroy();
   }
-  if (skipping || carryLen > 0) yield make(skipping ? null : Buffer.concat(carry));
+  if (skipping || carryLen > 0) yield make(skipping ? null : Buffer.concat(carry), false);
 }
 
 /**

@@ -125,7 +125,7 @@ export class Transparency extends EventEmitter {
       throw new TlogError('TLOG_BAD_INPUT', 'transparency: everyMs must be >= 0');
     }
     if (opts.witnessDir !== undefined) ensurePrivateDir(opts.witnessDir);
-    const host: TreeHost =
+    let host: TreeHost =
       opts.worker === false ? new LocalTreeHost(source.dir) : new WorkerTreeHost(source.dir);
     const t = new Transparency(source, opts, host);
     // Listen first, buffer while catching up: nothing durable in between can be missed.
@@ -133,7 +133,20 @@ export class Transparency extends EventEmitter {
     source.on('close', t.#onClose);
     let started: { size: number; caughtUp: number };
     try {
-      started = await host.start();
+      try {
+        started = await host.start();
+      } catch (err) {
+        // A worker that cannot start (not a problem with the tree itself): keep the tree in this thread.
+        if (err instanceof TlogError || opts.worker === false) throw err;
+        opts.logger?.warn(
+          { err },
+          'vramseal transparency: tree worker did not start; hashing in this thread',
+        );
+        await host.close().catch(() => {});
+        host = new LocalTreeHost(source.dir);
+        t.#host = host;
+        started = await host.start();
+      }
     } catch (err) {
       t.#closed = true;
       t.#detach();
@@ -218,7 +231,9 @@ export class Transparency extends EventEmitter {
     this.#inFlight = this.#writeCheckpoint()
       .then(
         () => undefined,
-        (err) => this.#fail(err),
+        (err) => {
+          if (!this.#closed) this.#fail(err); // after close, the final checkpoint superseded it
+        },
       )
       .finally(() => {
         this.#inFlight = undefined;
@@ -266,6 +281,11 @@ export class Transparency extends EventEmitter {
       if (receipt && typeof receipt.seq === 'number') this.#lastOwnEventSeq = receipt.seq;
       receipt?.durable?.catch?.(() => {});
     } catch (err) {
+      // The logger is closing (its final checkpoint follows on 'close') or cannot write: not ours to raise.
+      if ((err as { code?: string }).code === 'AUDIT_UNAVAILABLE') {
+        this.#opts.logger?.warn({ err }, 'vramseal transparency: audit.checkpoint not recorded');
+        return;
+      }
       this.#fail(err);
     }
   }

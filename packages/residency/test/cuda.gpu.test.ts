@@ -349,7 +349,8 @@ test('the event loop keeps running during a 2 GiB copy and its digest', { skip }
       const copyTicks = ticks;
       const { root } = await b.merkle(a, { leafSize: 16384 });
       clearInterval(timer);
-      assert.ok(progressCalls >= 8, 'progress reported per staging buffer');
+      assert.ok(progressCalls >= 8, 'progress reported per chunk');
+      assert.equal(b.pinnedBytes, 2 * STAGING, 'pinned staging stays bounded (2 buffers) for a 2 GiB shard');
       assert.ok(copyTicks >= 3, `timers fired during the copy (${copyTicks} in ${copyMs.toFixed(0)} ms)`);
       const oneBlock = leafHashesOf(block, 16384);
       const leaves = new Uint8Array(oneBlock.length * 8);
@@ -370,16 +371,19 @@ test('every device of a multi-GPU host seals and digests', { skip }, async (t) =
     }
     const data = randomBytes(3 * MiB + 11);
     const want = hex(merkleRoot(data, 16384));
+    // each device gets its own bounded pinned pool, so the copies below run in parallel
     await Promise.all(
       devs.map(async (d) => {
         const a = await upload(b, data, d.index);
         try {
           assert.equal(hex((await b.merkle(a, { leafSize: 16384 })).root), want, `device ${d.index}`);
+          assert.equal(hex(await b.read(a, 1000, 64)), hex(data.subarray(1000, 1064)));
         } finally {
           await b.free(a);
         }
       }),
     );
+    assert.equal(b.pinnedBytes, devs.length * 2 * STAGING);
   });
 });
 

@@ -6,7 +6,8 @@
  * - `openCudaBackend()` throws {@link BackendUnavailableError} with the exact reason when libcuda
  *   cannot be loaded, `cuInit` fails or no device exists.
  * - One primary context and one non-blocking stream per device; every device of the host is usable.
- * - Host → device through a bounded pinned staging pool, double-buffered (staging.ts).
+ * - Host → device through a bounded pinned staging pool per device in use (default 2 × 64 MiB),
+ *   double-buffered (staging.ts), so several GPUs are loaded in parallel.
  * - Every wait polls an event between event-loop turns (wait.ts): Node keeps running.
  * - Device pointers never leave this module: callers hold opaque {@link DeviceAllocation}s.
  */
@@ -70,7 +71,7 @@ export interface CudaDigestTiming {
 /** The CUDA backend: a DeviceBackend of kind `cuda`, plus a few CUDA-specific extras. */
 export type CudaBackend = DeviceBackend & {
   readonly kind: 'cuda';
-  /** Pinned host bytes held by the staging pool (bounded). */
+  /** Pinned host bytes held by the staging pools (bounded: buffers × size per device in use). */
   readonly pinnedBytes: number;
   /** TEST ONLY: cuMemsetD8 of `length` bytes at `offset` to `value`, in place on the device. */
   memsetD8(alloc: DeviceAllocation, offset: number, value: number, length: number): Promise<void>;
@@ -91,6 +92,8 @@ interface DeviceState {
   pciBusId: string;
   ctx: Handle;
   stream: Handle;
+  /** This device's pinned staging pool (lazily created). */
+  staging?: StagingPool;
   /** Staging transfers' events (one per staging buffer). */
   events: Handle[];
   /** Event for operations under `lock` (digest, sync). */
@@ -138,7 +141,8 @@ class CudaBackendImpl implements CudaBackend {
   readonly kind = 'cuda' as const;
   readonly #drv: Driver;
   readonly #devs: DeviceState[];
-  readonly #staging: StagingPool;
+  readonly #stagingBytes: number;
+  readonly #stagingBuffers: number;
   readonly #allocs = new Map<number, AllocRecord>();
   readonly #ptx: Uint8Array | undefined;
   readonly #driverVersion: string;
@@ -146,16 +150,24 @@ class CudaBackendImpl implements CudaBackend {
   #closed = false;
   #lastTiming: CudaDigestTiming | undefined;
 
-  constructor(drv: Driver, devs: DeviceState[], staging: StagingPool, ptx: Uint8Array | undefined) {
+  constructor(
+    drv: Driver,
+    devs: DeviceState[],
+    staging: { bytes: number; buffers: number },
+    ptx: Uint8Array | undefined,
+  ) {
     this.#drv = drv;
     this.#devs = devs;
-    this.#staging = staging;
+    this.#stagingBytes = staging.bytes;
+    this.#stagingBuffers = staging.buffers;
     this.#ptx = ptx;
     this.#driverVersion = drv.driverVersion();
   }
 
   get pinnedBytes(): number {
-    return this.#staging.pinnedBytes;
+    let n = 0;
+    for (const d of this.#devs) n += d.staging?.pinnedBytes ?? 0;
+    return n;
   }
 
   #dev(index: number, field = 'device'): DeviceState {
@@ -260,6 +272,15 @@ class CudaBackendImpl implements CudaBackend {
     await waitEvent(this.#drv, ev);
   }
 
+  /** The device's own pinned staging pool (created on first use), so devices copy in parallel. */
+  #pool(d: DeviceState): StagingPool {
+    if (!d.staging) {
+      this.#drv.setCurrent(d.ctx);
+      d.staging = new StagingPool(this.#drv, this.#stagingBytes, this.#stagingBuffers);
+    }
+    return d.staging;
+  }
+
   #target(d: DeviceState) {
     return { ctx: d.ctx, stream: d.stream, events: d.events };
   }
@@ -278,7 +299,7 @@ class CudaBackendImpl implements CudaBackend {
       });
       return;
     }
-    await this.#staging.upload(this.#target(d), r.ptr + BigInt(offset), data.length, [data]);
+    await this.#pool(d).upload(this.#target(d), r.ptr + BigInt(offset), data.length, [data]);
   }
 
   async writeFrom(
@@ -288,7 +309,7 @@ class CudaBackendImpl implements CudaBackend {
   ): Promise<number> {
     const r = this.#rec('writeFrom', alloc);
     const d = this.#dev(alloc.device);
-    return this.#staging.upload(
+    return this.#pool(d).upload(
       this.#target(d),
       r.ptr,
       alloc.bytes,
@@ -313,7 +334,7 @@ class CudaBackendImpl implements CudaBackend {
           `file is ${st.size} bytes, more than the allocation's ${alloc.bytes}`,
         );
       }
-      const n = await this.#staging.uploadFile(
+      const n = await this.#pool(d).uploadFile(
         this.#target(d),
         r.ptr,
         fh,
@@ -333,7 +354,7 @@ class CudaBackendImpl implements CudaBackend {
     this.#range(alloc, offset, length);
     if (length === 0) return new Uint8Array(0);
     const d = this.#dev(alloc.device);
-    return this.#staging.download(this.#target(d), r.ptr + BigInt(offset), length);
+    return this.#pool(d).download(this.#target(d), r.ptr + BigInt(offset), length);
   }
 
   #kernels(d: DeviceState): MerkleModule {
@@ -431,7 +452,7 @@ class CudaBackendImpl implements CudaBackend {
         this.#launchLeaves(d, k, base, segLen, shift, 0n, count, sc.leaves);
         this.#reduceTo(d, k, sc.leaves, count, sc.segRoots + BigInt(32 * sgi), sc);
         if (leaves) {
-          const part = await this.#staging.download(this.#target(d), sc.leaves, count * 32);
+          const part = await this.#pool(d).download(this.#target(d), sc.leaves, count * 32);
           leaves.set(part, first * 32);
         }
       }
@@ -529,10 +550,10 @@ class CudaBackendImpl implements CudaBackend {
     this.#range(alloc, 0, length);
     const d = this.#dev(alloc.device);
     const h = createHash('sha256');
-    const step = this.#staging.bufferBytes;
+    const step = this.#pool(d).bufferBytes;
     for (let off = 0; off < length; off += step) {
       h.update(
-        await this.#staging.download(this.#target(d), r.ptr + BigInt(off), Math.min(step, length - off)),
+        await this.#pool(d).download(this.#target(d), r.ptr + BigInt(off), Math.min(step, length - off)),
       );
     }
     return h.digest();
@@ -544,6 +565,7 @@ class CudaBackendImpl implements CudaBackend {
     const tmpBytes = Math.ceil(Math.max(segmentLeaves, MAX_SEGMENTS) / REDUCE_SPAN) * 32;
     const leavesBytes = segmentLeaves * 32;
     const bytes = leavesBytes + 2 * tmpBytes + MAX_SEGMENTS * 32 + 256;
+    if (this.#devs[0]) this.#pool(this.#devs[0]);
     for (const d of this.#devs) {
       try {
         this.#kernels(d);
@@ -582,7 +604,10 @@ class CudaBackendImpl implements CudaBackend {
       });
     }
     this.#closed = true;
-    await this.#staging.close();
+    for (const d of this.#devs) {
+      await d.staging?.close();
+      d.staging = undefined;
+    }
     for (const d of this.#devs) {
       drv.setCurrent(d.ctx);
       for (const [id, rec] of this.#allocs) {
@@ -608,6 +633,13 @@ class CudaBackendImpl implements CudaBackend {
  * (VRAM-only) is checked by `checkPolicy(device)` and again on every allocation.
  */
 export async function openCudaBackend(opts: CudaBackendOptions = {}): Promise<CudaBackend> {
+  const sb = opts.stagingBytes ?? DEFAULT_STAGING_BYTES;
+  if (!Number.isSafeInteger(sb) || sb < 1024 * 1024 || sb % 4096 !== 0) {
+    throw new InvalidInputError('stagingBytes', 'must be a multiple of 4096, at least 1 MiB');
+  }
+  const nb = opts.stagingBuffers ?? DEFAULT_STAGING_BUFFERS;
+  if (!Number.isInteger(nb) || nb < 2 || nb > 8)
+    throw new InvalidInputError('stagingBuffers', 'must be 2..8');
   const segmentLeaves = opts.segmentLeaves ?? DEFAULT_SEGMENT_LEAVES;
   if (
     !Number.isInteger(segmentLeaves) ||
@@ -654,11 +686,10 @@ export async function openCudaBackend(opts: CudaBackendOptions = {}): Promise<Cu
       params: new ParamBlock(small),
     });
   }
-  const staging = new StagingPool(
-    drv,
-    opts.stagingBytes ?? DEFAULT_STAGING_BYTES,
-    opts.stagingBuffers ?? DEFAULT_STAGING_BUFFERS,
-  );
+  const staging = {
+    bytes: opts.stagingBytes ?? DEFAULT_STAGING_BYTES,
+    buffers: opts.stagingBuffers ?? DEFAULT_STAGING_BUFFERS,
+  };
   const ptx =
     opts.ptx === undefined
       ? undefined

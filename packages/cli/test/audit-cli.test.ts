@@ -97,10 +97,14 @@ test('verify: damaged trail → exit 1, each failure with kind, file, line, seq,
   const ls = readLines(t.dir, name);
   ls.splice(1, 1);
   writeLines(t.dir, name, ls);
-  const [r, j] = await Promise.all([
+  const [r, j, prog] = await Promise.all([
     run(['audit', 'verify', t.dir]),
     run(['audit', 'verify', t.dir, '--json']),
+    run(['audit', 'verify', t.dir, '--progress', '--json']),
   ]);
+  // --progress on a non-terminal: plain progress lines on stderr, stdout stays one JSON document.
+  assert.match(prog.stderr, /^verify .*100%/m);
+  assert.equal(JSON.parse(prog.stdout).ok, false);
   assert.equal(r.code, 1);
   assert.match(r.stdout, /✘ .*1 integrity failure/);
   assert.match(r.stdout, /deleted_records {2}2026-03-01\.1\.audit:2 seq 6 {2}1 record missing/);

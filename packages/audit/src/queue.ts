@@ -6,6 +6,7 @@
  * it is created with a no-op rejection handler attached, so an un-awaited receipt can never cause an
  * unhandled rejection (awaiting it still sees the rejection).
  */
+import { inspect } from 'node:util';
 import type { SealedRecord } from './trail-writer.js';
 import { AuditDroppedError } from './writer-errors.js';
 
@@ -147,6 +148,15 @@ export class PendingRecord implements AuditReceipt, SealedRecord {
 
   get dropped(): boolean {
     return false;
+  }
+
+  /** A receipt serializes as what it tells the caller (never the queue's buffers). */
+  toJSON(): { seq: number; auditId: string; dropped: boolean } {
+    return { seq: this.seq, auditId: this.auditId, dropped: false };
+  }
+
+  [inspect.custom](): string {
+    return `AuditReceipt { seq: ${this.seq}, auditId: '${this.auditId}' }`;
   }
 
   get durable(): Promise<void> {

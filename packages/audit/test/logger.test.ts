@@ -299,3 +299,19 @@ test("mode 'platform' attaches the platform shipper to the local trail and stops
   await log.close();
   assert.equal((await readTrail(dir)).length, 1, 'records are written locally first');
 });
+
+test('a receipt serializes and inspects as { seq, auditId } only (never the queue buffers)', async () => {
+  const dir = tmpTrail();
+  const log = await AuditLogger.open({
+    mode: 'local',
+    dir,
+    serviceId: 'svc',
+    logger: quiet,
+    flush: { mode: 'immediate' },
+  });
+  const r = log.emit(routine());
+  await r.durable;
+  assert.deepEqual(JSON.parse(JSON.stringify(r)), { seq: 1, auditId: r.auditId, dropped: false });
+  assert.ok(!inspect(r).includes('shard'));
+  await log.close();
+});

@@ -7,6 +7,7 @@ export type { SqlClient, SqlExecutor, SqlResult } from './db/client.js';
 export { PgClient } from './db/pg.js';
 export { PgliteClient } from './db/pglite.js';
 export * from './errors.js';
+export * from './event-limiter.js';
 export * from './ingest.js';
 export * from './server.js';
 export * from './store.js';

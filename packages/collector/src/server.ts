@@ -27,6 +27,7 @@ import Fastify, {
 } from 'fastify';
 import type { CollectorAuditSink } from './audit-sink.js';
 import { type CollectorKeys, PROVIDER_ID_PATTERN, type Principal, tokenHash } from './config.js';
+import { type DropSummary, EventLimiter, type EventLimiterOptions } from './event-limiter.js';
 import { BatchRejection, checkSignature, parseBatchRecords } from './ingest.js';
 import type { AuditStore, EventQuery, MigrateReport } from './store.js';
 
@@ -47,6 +48,8 @@ export interface CollectorServerOptions {
   now?: () => number;
   /** Reported by GET /v1/collector. */
   migration?: MigrateReport;
+  /** Rate limit for security events caused by rejected requests (default 20 per IP per minute). */
+  securityEvents?: Omit<EventLimiterOptions, 'now'>;
 }
 
 const HEX64 = '^[0-9a-f]{64}$';
@@ -203,8 +206,31 @@ export async function buildCollectorServer(opts: CollectorServerOptions): Promis
   const record = async (event: AuditEvent): Promise<void> => {
     await audit.emit(event).durable;
   };
-  /** Best effort for security events on a rejection path: the rejection stands even if the trail is down. */
+  const limiter = new EventLimiter({ ...opts.securityEvents, now });
+  const recordSummaries = async (req: FastifyRequest | undefined, sums: DropSummary[]): Promise<void> => {
+    for (const d of sums) {
+      try {
+        await record({
+          type: 'audit.events_dropped',
+          timestamp: new Date(now()).toISOString(),
+          count: d.count,
+          reason: `rate limit: ${d.type} events caused by client ${d.key} beyond the per-window limit`,
+          first_dropped_at: new Date(d.first).toISOString(),
+          last_dropped_at: new Date(d.last).toISOString(),
+        } as AuditEvent);
+      } catch (err) {
+        (req?.log ?? app.log).error({ err: (err as Error).message }, 'could not record a drop summary');
+      }
+    }
+  };
+  /**
+   * Best effort for security events on a rejection path: the rejection stands even if the trail is
+   * down. Per client IP they are rate limited (see EventLimiter); the excess is summarized.
+   */
   const recordSecurity = async (req: FastifyRequest, event: AuditEvent): Promise<void> => {
+    const { allowed, summaries } = limiter.admit(ipOf(req), event.type);
+    await recordSummaries(req, summaries);
+    if (!allowed) return;
     try {
       await record(event);
     } catch (err) {
@@ -214,6 +240,14 @@ export async function buildCollectorServer(opts: CollectorServerOptions): Promis
       );
     }
   };
+  const sweep = setInterval(() => {
+    void recordSummaries(undefined, limiter.drain());
+  }, 10_000);
+  sweep.unref();
+  app.addHook('onClose', async () => {
+    clearInterval(sweep);
+    await recordSummaries(undefined, limiter.drain(Number.POSITIVE_INFINITY));
+  });
   const ipOf = (req: FastifyRequest) => req.ip || '0.0.0.0';
 
   app.setErrorHandler(

@@ -3,10 +3,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { GENESIS_HASH, parsePublicKey, sealRecord, verifyReceipt } from '@vramseal/audit';
 import pg from 'pg';
+import { buildCollectorServer } from '../src/server.js';
 import {
   batchOf,
   ENGINES,
   get,
+  MemoryAudit,
   newProvider,
   openServer,
   PG_URL,
@@ -309,6 +311,31 @@ for (const engine of ENGINES) {
       } finally {
         await c1.end();
       }
+    });
+
+    test('security events from one client are rate limited and the excess is summarized, not lost', async () => {
+      const audit = new MemoryAudit();
+      const app = await buildCollectorServer({
+        store: f.store,
+        keys: f.keys,
+        signingKey: f.collectorKey,
+        audit,
+        securityEvents: { perWindow: 3 },
+      });
+      try {
+        for (let i = 0; i < 10; i++) {
+          const r = await get(app, '/v1/events', { authorization: `Bearer wrong-${i}` });
+          assert.equal(r.status, 401);
+        }
+        assert.equal(audit.ofType('auth.failure').length, 3);
+        assert.equal(audit.ofType('audit.events_dropped').length, 0);
+      } finally {
+        await app.close();
+      }
+      const d = audit.ofType('audit.events_dropped') as Array<{ count: number; reason: string }>;
+      assert.equal(d.length, 1);
+      assert.equal(d[0]?.count, 7);
+      assert.match(d[0]?.reason ?? '', /auth\.failure .*127\.0\.0\.1/);
     });
 
     describe('query API', () => {

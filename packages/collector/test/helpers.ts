@@ -233,6 +233,7 @@ export async function openServer(engine: 'postgres' | 'pglite'): Promise<ServerF
     signingKey: privateKey,
     audit,
     migration: f.migration,
+    securityEvents: { perWindow: 100_000 },
   });
   await app.ready();
   return {

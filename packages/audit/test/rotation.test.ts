@@ -175,7 +175,7 @@ test('property: any interleaving of emits, clock jumps and restarts yields one g
       const recs = await readTrail(dir, KEY);
       assert.equal(recs.length, total);
     }),
-    { numRuns: 15 },
+    { numRuns: Number(process.env.VRAMSEAL_PROPERTY_RUNS ?? 15) },
   );
 });
 

@@ -1,21 +1,27 @@
 /**
  * Checking one stored record line against FORMAT.md §Record: shape, `hash` and `mac`.
  *
- * Fast path: a stored line is the RFC 8785 canonical JSON of the record, whose keys sort as
+ * A stored line is the RFC 8785 canonical JSON of the record, whose keys sort as
  * `audit_id, event, hash, mac, prev_hash, seq, service_id, time, v`. Cutting the `,"hash":"…"` and
  * `,"mac":"…"` members out of the line's bytes therefore leaves exactly the canonical body the hash
- * covers, so the hash is checked over the stored bytes without re-canonicalizing the event. Only when
- * that fails (a line that is not canonical, or really altered) is the body rebuilt from the parsed
- * record ({@link recomputeHash}) and hashed again; a record passes if either matches.
+ * covers, so the hash is checked over the stored bytes without re-canonicalizing the event.
+ *
+ * Fast path ({@link fastCheck}): an ASCII line in exactly that layout has its envelope fields read at
+ * their places with string operations and its hash checked; the event is not parsed unless asked for
+ * (`record`/`event` are lazy). Its soundness rests on the hash: bytes whose SHA-256 matches the stored
+ * hash — and, with a key, whose MAC checks — are the bytes the writer sealed, and the writer only seals
+ * canonical JSON. (Without a key anyone can forge any line, well-formed or not; see FORMAT.md.)
+ * Full path, for every other line: `JSON.parse`, field types checked, the hash checked over the stored
+ * bytes and, if that fails, over the canonical body rebuilt from the parsed record
+ * ({@link recomputeHash}) — a record passes if either matches.
  *
  * The `,"hash":"` located is the last one in the line: nothing after the top-level `hash` member can
- * contain it (the members that follow are strings, numbers, and a string cannot hold an unescaped `"`).
+ * contain it (the members that follow are strings and numbers, and a string cannot hold an unescaped `"`).
  *
  * The MAC is HMAC-SHA256 (RFC 2104) computed with precomputed ipad/opad key blocks over one-shot
  * SHA-256 calls — the same value as `createHmac`, checked at construction.
  */
-
-import { isUtf8 } from 'node:buffer';
+import { isAscii, isUtf8 } from 'node:buffer';
 import * as crypto from 'node:crypto';
 import { HASH_DOMAIN, MAC_DOMAIN, macOf, recomputeHash } from './record.js';
 
@@ -109,6 +115,8 @@ export function parseRecordLine(line: Buffer): ParsedRecord | RejectedLine {
  * {@link RejectedLine}.
  */
 export function checkRecordLine(line: Buffer): CheckedRecord | RejectedLine {
+  const fast = fastCheck(line);
+  if (fast) return fast;
   const p = parseRecordLine(line);
   if ('reason' in p) return p;
   const rec = p.record;
@@ -146,6 +154,92 @@ export function checkRecordLine(line: Buffer): CheckedRecord | RejectedLine {
     hashOk = false;
   }
   return Object.assign(p as CheckedRecord, { hashOk, computedHash: computed });
+}
+
+/** A record read by {@link fastCheck}: the event is parsed only when asked for. */
+class LazyRecord implements CheckedRecord {
+  readonly hashOk = true;
+  #line: Buffer;
+  #parsed: Record<string, unknown> | undefined;
+  constructor(
+    line: Buffer,
+    readonly seq: number,
+    readonly prevHash: string,
+    readonly hash: string,
+    readonly mac: string | undefined,
+    readonly time: string,
+    readonly serviceId: string,
+    readonly auditId: string,
+    readonly computedHash: string,
+  ) {
+    this.#line = line;
+  }
+  get record(): Record<string, unknown> {
+    if (this.#parsed === undefined) {
+      try {
+        const v: unknown = JSON.parse(this.#line.toString('latin1'));
+        this.#parsed = isPlainObject(v) && isPlainObject(v.event) ? v : { event: {} };
+      } catch {
+        this.#parsed = { event: {} }; // hash-valid bytes that are not JSON: made by whoever hashed them
+      }
+    }
+    return this.#parsed;
+  }
+  get event(): Record<string, unknown> {
+    return this.record.event as Record<string, unknown>;
+  }
+}
+
+/**
+ * Fast path for an ASCII line in exact canonical layout whose hash checks: the envelope is read at its
+ * fixed places with string operations, without parsing the event. Anything else (another layout,
+ * escapes in envelope strings, non-ASCII, a hash that does not check) returns null, and the caller
+ * takes the full path, which parses, validates and classifies.
+ */
+function fastCheck(line: Buffer): CheckedRecord | null {
+  if (!isAscii(line)) return null;
+  const s = line.toString('latin1');
+  if (!s.startsWith('{"audit_id":"')) return null;
+  const idEnd = s.indexOf('"', 13);
+  if (idEnd < 0 || !s.startsWith(',"event":{', idEnd + 1)) return null;
+  const hashAt = s.lastIndexOf(',"hash":"');
+  if (hashAt <= idEnd || s.charCodeAt(hashAt - 1) !== 0x7d || s.charCodeAt(hashAt + 73) !== QUOTE)
+    return null;
+  let p = hashAt + 74;
+  let mac: string | undefined;
+  if (s.startsWith(',"mac":"', p)) {
+    if (s.charCodeAt(p + 72) !== QUOTE) return null;
+    mac = s.slice(p + 8, p + 72);
+    p += 73;
+  }
+  const resume = p;
+  if (!s.startsWith(',"prev_hash":"', p) || s.charCodeAt(p + 78) !== QUOTE) return null;
+  const prevHash = s.slice(p + 14, p + 78);
+  p += 79;
+  if (!s.startsWith(',"seq":', p)) return null;
+  p += 7;
+  const d0 = p;
+  let seq = 0;
+  for (let c = s.charCodeAt(p); c >= 0x30 && c <= 0x39 && p - d0 < 16; c = s.charCodeAt(++p))
+    seq = seq * 10 + (c - 0x30);
+  if (p === d0 || s.charCodeAt(d0) === 0x30 || !Number.isSafeInteger(seq)) return null;
+  if (!s.startsWith(',"service_id":"', p)) return null;
+  const svcEnd = s.indexOf('"', p + 15);
+  if (svcEnd < 0) return null;
+  const serviceId = s.slice(p + 15, svcEnd);
+  p = svcEnd + 1;
+  if (!s.startsWith(',"time":"', p)) return null;
+  const timeEnd = s.indexOf('"', p + 9);
+  if (timeEnd < 0) return null;
+  const time = s.slice(p + 9, timeEnd);
+  if (timeEnd + 8 !== s.length || !s.endsWith('","v":1}')) return null;
+  // A backslash anywhere in the envelope strings means escapes: leave those to JSON.parse.
+  const auditId = s.slice(13, idEnd);
+  if (auditId.includes('\\') || serviceId.includes('\\') || time.includes('\\')) return null;
+  const hash = s.slice(hashAt + 9, hashAt + 73);
+  const computed = hashBodyParts(line, hashAt, resume);
+  if (computed !== hash) return null;
+  return new LazyRecord(line, seq, prevHash, hash, mac, time, serviceId, auditId, computed);
 }
 
 /**

@@ -1,5 +1,11 @@
 export type * from './backend.js';
 export * from './backends.js';
+export {
+  type CudaBackend,
+  type CudaBackendOptions,
+  type CudaDigestTiming,
+  openCudaBackend,
+} from './cuda/index.js';
 export * from './errors.js';
 export * from './events.js';
 export * from './manager.js';

@@ -21,13 +21,7 @@ import type {
   MerkleResult,
   WriteProgress,
 } from '../backend.js';
-import {
-  AllocationFailedError,
-  BackendUnavailableError,
-  DeviceError,
-  InvalidInputError,
-  PolicyViolationError,
-} from '../errors.js';
+import { AllocationFailedError, BackendUnavailableError, DeviceError, InvalidInputError } from '../errors.js';
 import { assertLeafSize, leafCount } from '../merkle.js';
 import { ATTR, CUDA_ERROR_OUT_OF_MEMORY, type Driver, type Handle, loadDriver } from './driver.js';
 import {
@@ -703,5 +697,3 @@ export async function openCudaBackend(opts: CudaBackendOptions = {}): Promise<Cu
   }
   return backend;
 }
-
-export { PolicyViolationError };

@@ -63,7 +63,10 @@ const quiet = pino({ level: 'silent' });
 type Mode = 'plain' | 'worker' | 'in-thread';
 
 /** One run: events/s (wall) and process CPU µs per record (main thread + tree worker). */
-async function throughput(mode: Mode, round: number): Promise<{ evps: number; cpuUs: number }> {
+async function throughput(
+  mode: Mode,
+  round: number,
+): Promise<{ evps: number; cpuUs: number; loopUs: number }> {
   const withTlog = mode !== 'plain';
   const dir = join(base, `trail-${mode}-${round}`);
   const logger = await AuditLogger.open({
@@ -84,6 +87,7 @@ async function throughput(mode: Mode, round: number): Promise<{ evps: number; cp
     access_type: 'inference',
   };
   const c0 = process.cpuUsage();
+  const e0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   for (let i = 0; i < EVENTS; i++) {
     logger.emit(ev);
@@ -97,9 +101,14 @@ async function throughput(mode: Mode, round: number): Promise<{ evps: number; cp
     if (head.size < EVENTS) throw new Error(`tree has ${head.size} leaves, expected >= ${EVENTS}`);
   }
   const c = process.cpuUsage(c0);
+  const e = performance.eventLoopUtilization(e0);
   await logger.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  return { evps: EVENTS / (ms / 1000), cpuUs: (c.user + c.system) / EVENTS };
+  return {
+    evps: EVENTS / (ms / 1000),
+    cpuUs: (c.user + c.system) / EVENTS,
+    loopUs: (e.active * 1000) / EVENTS,
+  };
 }
 
 async function main() {
@@ -111,7 +120,11 @@ async function main() {
 
   // 1. Append overhead on batched throughput: rounds alternate plain / worker / in-thread.
   if (only !== 'proofs') {
-    const runs: Record<Mode, { evps: number; cpuUs: number }[]> = { plain: [], worker: [], 'in-thread': [] };
+    const runs: Record<Mode, { evps: number; cpuUs: number; loopUs: number }[]> = {
+      plain: [],
+      worker: [],
+      'in-thread': [],
+    };
     await throughput('plain', -1); // warm-up
     for (let r = 0; r < ROUNDS; r++) {
       for (const m of ['plain', 'worker', 'in-thread'] as Mode[]) runs[m].push(await throughput(m, r));
@@ -132,6 +145,12 @@ async function main() {
     result.batched_with_tlog_in_thread_events_per_s = Math.round(med('in-thread'));
     result.append_overhead_pct_worker = Number(((1 - med('worker') / med('plain')) * 100).toFixed(1));
     result.append_overhead_pct_in_thread = Number(((1 - med('in-thread') / med('plain')) * 100).toFixed(1));
+    const loop = (m: Mode) => median(runs[m].map((x) => x.loopUs));
+    result.logger_thread_busy_us_per_record = {
+      plain: Number(loop('plain').toFixed(2)),
+      worker: Number(loop('worker').toFixed(2)),
+      in_thread: Number(loop('in-thread').toFixed(2)),
+    };
     result.cpu_us_per_record = {
       plain: Number(cpu('plain').toFixed(2)),
       worker: Number(cpu('worker').toFixed(2)),
@@ -251,7 +270,8 @@ function report(result: Record<string, unknown>): void {
     const c = result.cpu_us_per_record as { plain: number; worker: number; in_thread: number };
     out.push(
       `batched throughput (${EVENTS} events, median of ${ROUNDS}): plain ${result.batched_events_per_s} ev/s; with transparency: worker ${result.batched_with_tlog_worker_events_per_s} ev/s (overhead ${result.append_overhead_pct_worker} %), in-thread ${result.batched_with_tlog_in_thread_events_per_s} ev/s (overhead ${result.append_overhead_pct_in_thread} %); target <= 10 %`,
-      `process CPU per record: plain ${c.plain} µs, worker ${c.worker} µs, in-thread ${c.in_thread} µs`,
+      `process CPU per record (all threads): plain ${c.plain} µs, worker ${c.worker} µs, in-thread ${c.in_thread} µs`,
+      `logger thread busy per record (event-loop utilization): plain ${(result.logger_thread_busy_us_per_record as typeof c).plain} µs, worker ${(result.logger_thread_busy_us_per_record as typeof c).worker} µs, in-thread ${(result.logger_thread_busy_us_per_record as typeof c).in_thread} µs`,
     );
   }
   if (result.inclusion_proof_generation !== undefined) {

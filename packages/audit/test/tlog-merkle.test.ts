@@ -352,3 +352,19 @@ test('file store: persisted levels, reopen without rehash, crash tail cut back t
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('batch append of concatenated record hashes equals one-by-one; bad hex in a batch is rejected', () => {
+  const hashes = Array.from({ length: 37 }, (_, i) => createHash('sha256').update(`b${i}`).digest('hex'));
+  const one = new MerkleTree(new MemoryNodeStore());
+  for (const h of hashes) one.appendRecordHash(h);
+  const batch = new MerkleTree(new MemoryNodeStore());
+  batch.appendRecordHashes(hashes.slice(0, 5).join(''));
+  batch.appendRecordHashes(hashes.join(''), 5);
+  assert.equal(batch.size, 37);
+  assert.deepEqual(batch.root(), one.root());
+  for (const bad of [`${'a'.repeat(62)}zz`, 'a'.repeat(63), `${'a'.repeat(63)}g`]) {
+    assert.throws(() => new MerkleTree(new MemoryNodeStore()).appendRecordHashes(hashes[0] + bad), {
+      code: 'TLOG_BAD_INPUT',
+    });
+  }
+});

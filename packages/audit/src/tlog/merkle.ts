@@ -73,6 +73,18 @@ export function recordLeafHash(recordHashHex: string): Buffer {
   return sha256(leafScratch);
 }
 
+/**
+ * {@link recordLeafHash} of the 64 hex characters at `offset` in `hex` (a batch of concatenated hashes),
+ * without slicing. Buffer's hex decoder stops at the first non-hex pair, so a short decode is an error.
+ */
+function recordLeafHashAt(hex: string, offset: number): Buffer {
+  const sub = hex.length === 64 && offset === 0 ? hex : hex.substring(offset, offset + 64);
+  if (sub.length !== 64 || leafScratch.write(sub, 1, HASH_SIZE, 'hex') !== HASH_SIZE) {
+    throw new TlogError('TLOG_BAD_INPUT', `record hash at ${offset / 64}: must be 64 hex characters`);
+  }
+  return sha256(leafScratch);
+}
+
 /** Largest power of two strictly less than n (n >= 2): the split point k of RFC 9162 §2.1.1. */
 export function splitPoint(n: number): number {
   if (!(n >= 2)) throw new TlogError('TLOG_BAD_INPUT', `split point: n must be >= 2, got ${n}`);
@@ -208,7 +220,12 @@ export class MerkleTree implements TreeReader {
   /** Appends a leaf by its leaf hash (see {@link recordLeafHash}); returns the new size. */
   appendLeafHash(leafHash: Uint8Array): number {
     if (leafHash.length !== HASH_SIZE) throw new TlogError('TLOG_BAD_INPUT', 'leaf hash: must be 32 bytes');
-    let carry: Buffer = Buffer.from(leafHash);
+    return this.#append(Buffer.from(leafHash));
+  }
+
+  /** Appends a leaf hash buffer the tree may keep (no copy: the hot path). */
+  #append(leaf: Buffer): number {
+    let carry = leaf;
     const store = this.#store;
     store.append(0, carry);
     let n = this.#size;
@@ -229,7 +246,16 @@ export class MerkleTree implements TreeReader {
 
   /** Appends the record whose hash is `recordHashHex` (64 hex). */
   appendRecordHash(recordHashHex: string): number {
-    return this.appendLeafHash(recordLeafHash(recordHashHex));
+    return this.#append(recordLeafHash(recordHashHex));
+  }
+
+  /**
+   * Appends `count` records whose hashes are concatenated in `hashesHex` (64 hex each) from record
+   * `from` on. The batch path of the live tree: one string, no per-record copies.
+   */
+  appendRecordHashes(hashesHex: string, from = 0, count = hashesHex.length / 64 - from): number {
+    for (let i = from; i < from + count; i++) this.#append(recordLeafHashAt(hashesHex, i * 64));
+    return this.#size;
   }
 
   /** Root hash of the current tree (RFC 9162 §2.1.1; SHA-256("") when empty). */

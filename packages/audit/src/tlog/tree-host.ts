@@ -9,7 +9,7 @@
 
 import { catchUpFromTrail } from './catch-up.js';
 import { TlogError } from './errors.js';
-import { MerkleTree, recordLeafHash } from './merkle.js';
+import { MerkleTree } from './merkle.js';
 import { FileNodeStore } from './store.js';
 
 /** The tree state a checkpoint commits to. */
@@ -79,14 +79,14 @@ export class LocalTreeHost implements TreeHost {
     const n = hex.length / 64;
     if (!Number.isInteger(n))
       throw new TlogError('TLOG_BAD_INPUT', 'append: hashes must be 64 hex characters each');
-    let i = Math.max(0, tree.size + 1 - firstSeq); // skip records the tree already holds
+    const i = Math.max(0, tree.size + 1 - firstSeq); // skip records the tree already holds
     if (i < n && firstSeq + i !== tree.size + 1) {
       // A gap: records became durable that we were not told about. Read them from the trail.
       this.#queued.push({ firstSeq, hex });
       this.#startCatchUp(firstSeq - 1);
       return;
     }
-    for (; i < n; i++) tree.appendLeafHash(recordLeafHash(hex.slice(i * 64, i * 64 + 64)));
+    if (i < n) tree.appendRecordHashes(hex, i, n - i);
     const store = this.#store as FileNodeStore;
     if (store.count(0) - store.durableSize > MAX_PENDING_NODES) store.flush();
   }

@@ -65,7 +65,6 @@ export interface Driver {
   pointerAttribute(attr: number, ptr: bigint): number;
   hostAlloc(bytes: number): { handle: Handle; addr: bigint; view: Uint8Array };
   hostFree(handle: Handle): void;
-  memcpyHtoD(dst: bigint, src: Uint8Array, bytes: number): void;
   memcpyHtoDAsync(dst: bigint, srcAddr: bigint, bytes: number, stream: Handle): void;
   memcpyDtoHAsync(dstAddr: bigint, src: bigint, bytes: number, stream: Handle): void;
   memsetD8Async(dst: bigint, value: number, count: number, stream: Handle): void;
@@ -157,7 +156,6 @@ function bind(library: string): Driver {
   const cuPointerGetAttribute = f('int cuPointerGetAttribute(_Out_ uint32_t *data, int attr, uint64_t ptr)');
   const cuMemHostAlloc = f('int cuMemHostAlloc(_Out_ void **pp, uint64_t bytes, unsigned int flags)');
   const cuMemFreeHost = f('int cuMemFreeHost(void *p)');
-  const cuMemcpyHtoD = f('int cuMemcpyHtoD_v2(uint64_t dst, const void *src, uint64_t bytes)');
   const cuMemcpyHtoDAsync = f(
     'int cuMemcpyHtoDAsync_v2(uint64_t dst, uint64_t src, uint64_t bytes, void *stream)',
   );
@@ -281,9 +279,6 @@ function bind(library: string): Driver {
     },
     hostFree(handle) {
       check(cuMemFreeHost(handle), 'cuMemFreeHost');
-    },
-    memcpyHtoD(dst, src, bytes) {
-      check(cuMemcpyHtoD(dst, src, bytes), 'cuMemcpyHtoD');
     },
     memcpyHtoDAsync(dst, srcAddr, bytes, stream) {
       check(cuMemcpyHtoDAsync(dst, srcAddr, bytes, stream), 'cuMemcpyHtoDAsync');

@@ -128,7 +128,8 @@ const SMALL_BYTES = 64 * 1024;
 const SMALL_DATA_OFFSET = ParamBlock.BYTES;
 /** Indices per leafHashes batch: 4 bytes in + 32 bytes out each must fit in the small area. */
 const INDEX_BATCH = Math.floor((SMALL_BYTES - SMALL_DATA_OFFSET) / 36);
-const SYNC_WRITE_MAX = 256 * 1024;
+/** Writes up to this size go through the device's small pinned area, in stream order. */
+const SMALL_WRITE_MAX = SMALL_BYTES - SMALL_DATA_OFFSET;
 const EMPTY_ROOT = createHash('sha256').digest();
 
 class CudaBackendImpl implements CudaBackend {
@@ -285,17 +286,31 @@ class CudaBackendImpl implements CudaBackend {
     this.#range(alloc, offset, data.length);
     if (data.length === 0) return;
     const d = this.#dev(alloc.device);
-    if (data.length <= SYNC_WRITE_MAX) {
+    if (data.length <= SMALL_WRITE_MAX) {
+      // Pinned + async on the device's stream: ordered with every kernel and copy queued there
+      // (a pageable cuMemcpyHtoD may return before its DMA lands, on another stream).
       await d.lock.run(async () => {
-        await this.#sync(d);
+        d.small.view.set(data, SMALL_DATA_OFFSET);
         this.#drv.setCurrent(d.ctx);
-        this.#drv.memcpyHtoD(r.ptr + BigInt(offset), data, data.length);
+        this.#drv.memcpyHtoDAsync(
+          r.ptr + BigInt(offset),
+          d.small.addr + BigInt(SMALL_DATA_OFFSET),
+          data.length,
+          d.stream,
+        );
+        this.#drv.eventRecord(d.evOp, d.stream);
+        await waitEvent(this.#drv, d.evOp);
       });
       return;
     }
     await this.#pool(d).upload(this.#target(d), r.ptr + BigInt(offset), data.length, [data]);
   }
 
+  /**
+   * Streams chunks through this device's pinned staging pool. Host copies of consecutive chunks run
+   * concurrently with reading the next one, so a chunk must stay unchanged until writeFrom resolves
+   * (fresh buffers or views of an unchanging buffer, as `openSource` yields).
+   */
   async writeFrom(
     alloc: DeviceAllocation,
     source: AsyncIterable<Uint8Array>,

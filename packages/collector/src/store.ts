@@ -154,8 +154,8 @@ CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
     }
     const r = quoteIdent(this.#appRole);
     const roleName = this.#appRole;
-    try {
-      await this.client.transaction(async (tx) => {
+    const setup = () =>
+      this.client.transaction(async (tx) => {
         await tx.query(`SELECT pg_advisory_xact_lock(hashtext('vramseal-collector'), hashtext('migrate'))`);
         const exists = await tx.query(`SELECT 1 FROM pg_roles WHERE rolname = $1`, [roleName]);
         if (exists.rows.length === 0) await tx.exec(`CREATE ROLE ${r} NOLOGIN`);
@@ -163,11 +163,24 @@ CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
         const member = await tx.query(`SELECT pg_has_role(current_user, $1, 'MEMBER') AS m`, [roleName]);
         if (!(member.rows[0] as { m: boolean }).m) await tx.exec(`GRANT ${r} TO CURRENT_USER`);
       });
-      await this.client.useRole(this.#appRole);
-      report.privileges = 'enforced';
-    } catch (err) {
-      report.privilegesNote = `could not set up role ${this.#appRole}: ${(err as Error).message}; append-only is enforced by triggers only`;
+    // Roles are cluster-wide while the advisory lock is per database: a collector of another database
+    // may create or grant the role at the same moment ("duplicate", "tuple concurrently updated").
+    // Such a race resolves on a second attempt; a lack of privilege does not.
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await setup();
+        await this.client.useRole(this.#appRole);
+        report.privileges = 'enforced';
+        return report;
+      } catch (err) {
+        lastErr = err;
+        const code = (err as { code?: string }).code;
+        if (code === '42501') break; // insufficient_privilege: no point retrying
+        await new Promise((res) => setTimeout(res, 50 * (attempt + 1)));
+      }
     }
+    report.privilegesNote = `could not set up role ${this.#appRole}: ${(lastErr as Error).message}; append-only is enforced by triggers only`;
     return report;
   }
 

@@ -3,6 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { GENESIS_HASH, parsePublicKey, sealRecord, verifyReceipt } from '@vramseal/audit';
 import pg from 'pg';
+import { openStore } from '../src/collector.js';
 import { buildCollectorServer } from '../src/server.js';
 import {
   batchOf,
@@ -65,6 +66,39 @@ for (const engine of ENGINES) {
         rows.map((x) => x.line),
         t.recs.map((x) => x.line),
       );
+    });
+
+    test('without the right to create/grant the app role the collector still starts: triggers only', {
+      skip: engine !== 'postgres',
+    }, async () => {
+      const user = `vs_nopriv_${process.pid}`;
+      const schema = `vs_nopriv_${process.pid}`;
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      let db = 'test';
+      try {
+        db = (await admin.query('SELECT current_database() AS d')).rows[0].d as string;
+        await admin.query(`DROP ROLE IF EXISTS ${user}`);
+        await admin.query(`CREATE ROLE ${user} LOGIN`);
+        await admin.query(`GRANT CREATE ON DATABASE "${db}" TO ${user}`);
+        const url = new URL(PG_URL);
+        url.username = user;
+        const { store, migration } = await openStore({ databaseUrl: url.toString(), schema });
+        try {
+          assert.equal(migration.privileges, 'triggers-only');
+          assert.match(migration.privilegesNote ?? '', /append-only is enforced by triggers only/);
+          // The triggers still refuse changes, even to the owner.
+          await assert.rejects(store.client.query(`DELETE FROM "${schema}".records`), /append-only/);
+        } finally {
+          await store.client.close();
+        }
+      } finally {
+        await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await admin.query(`REVOKE CREATE ON DATABASE "${db}" FROM ${user}`);
+        await admin.query(`DROP OWNED BY ${user}`);
+        await admin.query(`DROP ROLE IF EXISTS ${user}`);
+        await admin.end();
+      }
     });
 
     test('head of a registered provider with nothing stored is seq 0 / genesis; unknown provider is 404', async () => {

@@ -131,6 +131,7 @@ function registerVerify(audit: Command): void {
     );
   addCheckpointOptions(verify) // transparency (issue 8): --checkpoint F --public-key K
     .action(async (dir: string, o: VerifyFlags) => {
+      guardStdout();
       let report: VerifyReport;
       let remote: Awaited<ReturnType<typeof collectorCheck>>;
       let bar: ProgressBar | null = null;
@@ -252,12 +253,35 @@ function tableRow(r: AuditRecord): string {
   ).concat('\n');
 }
 
+let stdoutGone = false;
+let stdoutGuarded = false;
+/** A reader that went away (`| head`) ends the output quietly instead of crashing on EPIPE. */
+function guardStdout(): void {
+  if (stdoutGuarded) return;
+  stdoutGuarded = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    stdoutGone = true;
+    if (e.code !== 'EPIPE') process.stderr.write(`vramseal audit: stdout: ${e.message}\n`);
+  });
+}
+
 /** Writes, waiting for the pipe to drain; resolves false when stdout is closed (e.g. `| head`). */
 function out(s: string): Promise<boolean> {
+  guardStdout();
   return new Promise((resolve) => {
-    if (process.stdout.destroyed) return resolve(false);
-    if (process.stdout.write(s)) resolve(true);
-    else process.stdout.once('drain', () => resolve(true));
+    if (stdoutGone || process.stdout.destroyed) return resolve(false);
+    if (process.stdout.write(s)) return resolve(true);
+    const done = (ok: boolean) => {
+      process.stdout.off('drain', onDrain);
+      process.stdout.off('error', onError);
+      process.stdout.off('close', onError);
+      resolve(ok);
+    };
+    const onDrain = () => done(true);
+    const onError = () => done(false);
+    process.stdout.once('drain', onDrain);
+    process.stdout.once('error', onError);
+    process.stdout.once('close', onError);
   });
 }
 
@@ -392,6 +416,7 @@ function registerStats(audit: Command): void {
     .argument('<dir>', 'trail directory')
     .option('--json', 'print JSON')
     .action(async (dir: string, o: { json?: boolean }) => {
+      guardStdout();
       try {
         const s = await trailStats(dir);
         if (o.json) {

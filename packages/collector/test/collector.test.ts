@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { GENESIS_HASH, parsePublicKey, sealRecord, verifyReceipt } from '@vramseal/audit';
 import pg from 'pg';
 import { openStore } from '../src/collector.js';
+import { tokenHash } from '../src/config.js';
 import { buildCollectorServer } from '../src/server.js';
 import {
   batchOf,
@@ -426,6 +427,21 @@ for (const engine of ENGINES) {
           authorization: `Bearer ${TOKENS.globex}`,
         });
         assert.deepEqual(sealed.body.events, []);
+      });
+
+      test('a provider token sees only its own provider', async () => {
+        f.keys.tokens.set(tokenHash('tok-provider-ops-123'), {
+          name: 'p-ops',
+          role: 'provider',
+          providerId: p.id,
+        });
+        const h = { authorization: 'Bearer tok-provider-ops-123' };
+        const r = await get(f.app, '/v1/events?limit=1000', h);
+        assert.equal(r.status, 200);
+        const evs = r.body.events as Array<{ provider_id: string }>;
+        assert.equal(evs.length, 40);
+        assert.ok(evs.every((e) => e.provider_id === p.id));
+        assert.equal((await get(f.app, '/v1/events?provider=someone-else', h)).status, 403);
       });
 
       test('an admin query needs X-Admin-Reason and is recorded before it is answered', async () => {

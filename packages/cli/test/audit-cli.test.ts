@@ -68,6 +68,22 @@ function run(args: string[], input?: string): Promise<Run> {
     p.stdin.end(input ?? '');
   });
 }
+/** Runs the CLI and closes its stdout after the first chunk, like `| head -1`. */
+function runClosingEarly(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [bin, ...args], { cwd: root });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.once('data', (d) => {
+      stdout += d;
+      p.stdout.destroy();
+    });
+    p.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
 function trail(files: number[]) {
   const t = buildTrail({ files });
   dirs.push(t.dir);
@@ -202,6 +218,14 @@ test('query: filters, table and NDJSON output', async () => {
   assert.equal(JSON.parse(v.stdout).seq, 1);
   assert.equal(badTime.code, 2);
   assert.match(badTime.stderr, /--since: expected an RFC 3339 time/);
+});
+
+test('a reader that goes away (| head) ends query output quietly with exit 0, no EPIPE crash', async () => {
+  const t = trail([3000]);
+  const r = await runClosingEarly(['audit', 'query', t.dir, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /EPIPE|Unhandled/);
+  assert.ok(r.stdout.length > 0);
 });
 
 test('tail -n and stats --json', async () => {

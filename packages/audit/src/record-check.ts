@@ -66,13 +66,18 @@ export interface RejectedLine {
   reason: string;
 }
 
-let scratch = Buffer.allocUnsafe(64 * 1024);
+/** Hashing buffer: the domain prefix stays at its start; bodies are copied in after it. */
+let scratch = withDomain(64 * 1024);
+function withDomain(size: number): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  DOMAIN.copy(b, 0);
+  return b;
+}
 
 /** Hashes DOMAIN || a || b with one one-shot SHA-256 call. */
 function hashBodyParts(line: Buffer, cut: number, resume: number): string {
   const need = DOMAIN.length + cut + (line.length - resume);
-  if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.max(need, scratch.length * 2));
-  DOMAIN.copy(scratch, 0);
+  if (scratch.length < need) scratch = withDomain(Math.max(need, scratch.length * 2));
   line.copy(scratch, DOMAIN.length, 0, cut);
   line.copy(scratch, DOMAIN.length + cut, resume);
   return oneShot('sha256', scratch.subarray(0, need), 'hex') as string;

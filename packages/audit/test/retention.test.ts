@@ -191,3 +191,32 @@ test('a wrong MAC key makes retention refuse to delete', async () => {
     await log.close();
   }
 });
+
+test('a crash after the manifest said deleted (file still there) is finished by the next run; the trail verifies', async () => {
+  const { dir, clock, log } = await dailyTrail(1);
+  try {
+    const m0 = readManifestJson(dir);
+    const first = m0.files[0]?.name as string;
+    const content = readFileSync(join(dir, first));
+    const sidecar = readFileSync(join(dir, `${first}.sha256`));
+    clock.set(START + 3000 * DAY);
+    const rep = await applyRetention(log, { clock, macKey: TEST_KEY });
+    assert.deepEqual(
+      rep.deleted.map((d) => d.file),
+      [first],
+    );
+    // Simulate the crash window: the files are back although the manifest says deleted.
+    writeFileSync(join(dir, first), content);
+    writeFileSync(join(dir, `${first}.sha256`), sidecar);
+    const v1 = await verifyTrail(dir, { macKey: TEST_KEY });
+    assert.deepEqual(
+      v1.failures.map((f) => f.kind),
+      ['manifest_mismatch'],
+    );
+    await applyRetention(log, { clock, macKey: TEST_KEY });
+    assert.ok(!existsSync(join(dir, first)) && !existsSync(join(dir, `${first}.sha256`)));
+    assert.deepEqual((await verifyTrail(dir, { macKey: TEST_KEY })).failures, []);
+  } finally {
+    await log.close();
+  }
+});

@@ -370,3 +370,22 @@ test('fuzz: random byte mutations never crash the verifier and are always detect
     { numRuns: Number(process.env.FUZZ_RUNS ?? 40) },
   );
 });
+
+test('hostile manifests (deep JSON, traversal names, wrong types) are reported, never followed or crashed on', async () => {
+  const cases: string[] = [
+    `${'['.repeat(10_000)}${']'.repeat(10_000)}`,
+    JSON.stringify({ v: 1, service_id: 's', files: [{ name: '../../../etc/passwd', state: 'closed' }] }),
+    JSON.stringify({ v: 1, service_id: 's', files: [{ name: `${A}`, state: 'exploded', first_seq: 'one' }] }),
+    '\u0000\u00ff not json',
+  ];
+  for (const text of cases) {
+    const d = copy();
+    writeFileSync(join(d, 'manifest.json'), text);
+    const rep = await verifyTrail(d, { macKey: TEST_KEY });
+    assert.equal(rep.ok, false);
+    const kinds = new Set(rep.failures.map((f) => f.kind));
+    assert.deepEqual([...kinds], ['manifest_mismatch'], JSON.stringify(rep.failures));
+    // The record files themselves were still verified, from the directory listing.
+    assert.equal(rep.records, 18);
+  }
+});

@@ -60,8 +60,9 @@ export interface TransparencyOptions {
   /** Clock for the checkpoint `time` line (default: new Date()). */
   now?: () => Date;
   /**
-   * Hash and store the tree in a worker thread (default true): the logger's thread then only hands
-   * each durable batch's hashes over. `false` keeps everything in this thread.
+   * Hash and store the tree in a worker thread (default false): the logger's thread then only hands
+   * each durable batch's hashes over. Worth it where a core is free; on the 2-core bench machine,
+   * shared and oversubscribed, it measured no better than hashing in this thread (README).
    */
   worker?: boolean;
   /** Operational logger (pino-like); errors also go to the 'error' event when it has listeners. */
@@ -126,7 +127,7 @@ export class Transparency extends EventEmitter {
     }
     if (opts.witnessDir !== undefined) ensurePrivateDir(opts.witnessDir);
     let host: TreeHost =
-      opts.worker === false ? new LocalTreeHost(source.dir) : new WorkerTreeHost(source.dir);
+      opts.worker === true ? new WorkerTreeHost(source.dir) : new LocalTreeHost(source.dir);
     const t = new Transparency(source, opts, host);
     // Listen first, buffer while catching up: nothing durable in between can be missed.
     source.on('durable', t.#onDurable as (...args: never[]) => void);
@@ -137,7 +138,7 @@ export class Transparency extends EventEmitter {
         started = await host.start();
       } catch (err) {
         // A worker that cannot start (not a problem with the tree itself): keep the tree in this thread.
-        if (err instanceof TlogError || opts.worker === false) throw err;
+        if (err instanceof TlogError || opts.worker !== true) throw err;
         opts.logger?.warn(
           { err },
           'vramseal transparency: tree worker did not start; hashing in this thread',

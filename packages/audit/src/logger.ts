@@ -29,6 +29,7 @@ import {
   RecordQueue,
 } from './queue.js';
 import { type RotationOptions, RotationPolicy } from './rotation.js';
+import { WorkerSealer } from './seal-worker.js';
 import { fastCanonicalize, RecordSealer } from './sealer.js';
 import { FileTrail, TrailIoError } from './trail-writer.js';
 import { validateEvent } from './validate.js';
@@ -83,6 +84,13 @@ export interface AuditLoggerOptions {
   closeTimeoutMs?: number;
   /** Most records per write. Default 8192. */
   maxBatchEvents?: number;
+  /**
+   * Where records are hashed and MACed: `'main'` (default) or `'worker'` (a worker thread, so the
+   * crypto runs on another core; same bytes — the worker checks itself against `sealRecord` at start,
+   * and the logger falls back to the main thread if the worker fails). Default: `'main'`, or the
+   * environment variable `VRAMSEAL_AUDIT_SEALER=worker`.
+   */
+  sealer?: 'main' | 'worker';
 }
 
 export type HealthState = 'ok' | 'degraded' | 'unavailable';
@@ -173,6 +181,8 @@ export class AuditLogger {
   readonly #time = new Rfc3339Cache();
   readonly #macKey: MacKey | undefined;
   readonly #sealer: RecordSealer | null;
+  #workerSealer: WorkerSealer | null = null;
+  #sealInFlight: Promise<void> | null = null;
   readonly #flushMode: number;
   readonly #batchEvents: number;
   readonly #batchDelay: number;
@@ -258,6 +268,10 @@ export class AuditLogger {
     this.#lastSeq = this.#assignedSeq;
     this.#chainHash = resume?.hash ?? '';
     this.#lastHash = this.#chainHash;
+    const sealerKind = o.sealer ?? (process.env.VRAMSEAL_AUDIT_SEALER === 'worker' ? 'worker' : 'main');
+    if (trail && sealerKind === 'worker') {
+      this.#workerSealer = new WorkerSealer(this.serviceId, this.#macKey, this.#chainHash);
+    }
   }
 
   /**
@@ -272,6 +286,9 @@ export class AuditLogger {
     }
     if (o.flush && !['immediate', 'batched', 'hybrid'].includes(o.flush.mode)) {
       throw new AuditConfigError('flush.mode', "must be 'immediate', 'batched' or 'hybrid'");
+    }
+    if (o.sealer !== undefined && o.sealer !== 'main' && o.sealer !== 'worker') {
+      throw new AuditConfigError('sealer', "must be 'main' or 'worker'");
     }
     if (o.queue?.onFull !== undefined && o.queue.onFull !== 'wait' && o.queue.onFull !== 'drop') {
       throw new AuditConfigError('queue.onFull', "must be 'wait' or 'drop'");
@@ -491,17 +508,21 @@ export class AuditLogger {
           this.#timer = null;
         }
         const batch = this.#q.peek(this.#maxBatch);
-        this.#seal(batch);
+        await this.#sealBatch(batch);
         this.#s.batches++;
+        let ahead: Promise<void> | null = null;
         try {
           const io = trail.append(batch, this.#onDurable);
           // While the write and fdatasync are in flight, seal what queued up behind this batch.
-          if (this.#q.length > batch.length) this.#seal(this.#q.peek(this.#maxBatch, batch.length));
+          if (this.#q.length > batch.length)
+            ahead = this.#sealBatch(this.#q.peek(this.#maxBatch, batch.length));
           await io;
         } catch (e) {
+          if (ahead) await ahead;
           this.#onIoError(e);
           break;
         }
+        if (ahead) await ahead;
         if (this.#unavailable) this.#onWritable();
       }
     } finally {
@@ -513,7 +534,39 @@ export class AuditLogger {
     }
   }
 
-  /** Seals unsealed records of `batch` into the chain, in seq order. */
+  /** Seals the unsealed records of `batch` into the chain, in seq order (on the worker if configured). */
+  async #sealBatch(batch: PendingRecord[]): Promise<void> {
+    while (this.#sealInFlight) await this.#sealInFlight;
+    let i = 0;
+    while (i < batch.length && (batch[i] as PendingRecord).hash !== '') i++;
+    if (i === batch.length) return;
+    const todo = i === 0 ? batch : batch.slice(i);
+    const w = this.#workerSealer;
+    if (w && !w.failed) {
+      const p = w.seal(todo).then(
+        () => {
+          this.#chainHash = w.hash;
+        },
+        (e) => {
+          // Its chain state can no longer be trusted: drop the worker for good.
+          this.#log.error({ err: e }, 'audit seal worker failed; sealing on the main thread from now on');
+          this.#workerSealer = null;
+          void w.close().catch(() => {});
+          this.#seal(todo);
+        },
+      );
+      this.#sealInFlight = p;
+      try {
+        await p;
+      } finally {
+        this.#sealInFlight = null;
+      }
+      return;
+    }
+    this.#seal(todo);
+  }
+
+  /** Seals unsealed records of `batch` into the chain on this thread, in seq order. */
   #seal(batch: PendingRecord[]): void {
     const sealer = this.#sealer as RecordSealer;
     let prev = this.#chainHash;
@@ -770,6 +823,7 @@ export class AuditLogger {
       failure ??= e;
       this.#log.error({ dir: this.dir, err: errInfo(e) }, 'audit trail close failed');
     }
+    await this.#workerSealer?.close().catch(() => {});
     this.#closed = true;
     if (this.#beforeExit) process.off('beforeExit', this.#beforeExit);
     try {

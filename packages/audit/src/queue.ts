@@ -134,6 +134,23 @@ export class PendingRecord implements AuditReceipt, SealedRecord {
     arena.off += n + 1;
   }
 
+  /** UTF-8 byte length of the event's canonical JSON. */
+  get eventBytes(): number {
+    return this.#len;
+  }
+
+  /** Copies the event JSON's UTF-8 bytes into `dst` at `at` (to seal it elsewhere). */
+  copyEventTo(dst: Buffer, at: number): void {
+    if (this.#slab !== null) this.#slab.copy(dst, at, this.#off, this.#off + this.#len);
+    else dst.write(this.#json, at);
+  }
+
+  /** Drops the event JSON (after sealing elsewhere). */
+  releaseEvent(): void {
+    this.#slab = null;
+    this.#json = '';
+  }
+
   /** The event's canonical JSON, handed over once (when the record is sealed) and then released. */
   takeEventJson(): string {
     if (this.#slab !== null) {

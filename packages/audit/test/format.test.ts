@@ -165,3 +165,90 @@ test('fast path = reference: fastCanonicalize ≡ canonicalize and RecordSealer 
     /plain objects can be canonicalized at a\[1\]/,
   );
 });
+
+test("sealer 'worker' produces exactly RecordSealer's lines and hashes (property), and the chain verifies", async () => {
+  const { WorkerSealer } = await import('../src/seal-worker.js');
+  const { PendingRecord } = await import('../src/queue.js');
+  const key = Buffer.alloc(32, 0x3c);
+  const tracker = { waiting: 0, changed() {} };
+  for (const k of [key, undefined]) {
+    const w = new WorkerSealer('svc "w" é', k, GENESIS_HASH);
+    const ref = new RecordSealer('svc "w" é', k);
+    let prev = GENESIS_HASH;
+    let seq = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 2 })), { minLength: 1, maxLength: 5 }),
+        async (events) => {
+          const recs = events.map(
+            (e, i) =>
+              new PendingRecord(
+                ++seq,
+                `id-${seq}-${i}`,
+                '2026-01-01T00:00:00.000Z',
+                fastCanonicalize(e),
+                false,
+                0,
+                tracker,
+              ),
+          );
+          const expected = recs.map((r, i) => {
+            const line = ref.seal(r.seq, r.auditId, r.time, fastCanonicalize(events[i]), prev);
+            prev = ref.hash;
+            return { line, hash: ref.hash };
+          });
+          await w.seal(recs);
+          assert.deepEqual(
+            recs.map((r) => ({ line: r.line, hash: r.hash })),
+            expected,
+          );
+          assert.equal(w.hash, prev);
+        },
+      ),
+      { numRuns: 25 },
+    );
+    await w.close();
+    assert.ok(w.failed);
+  }
+  // Through the logger, across rotations; and if the worker fails, the logger seals on the main thread.
+  const dir = tmpTrail();
+  const log = await AuditLogger.open({
+    mode: 'local',
+    dir,
+    serviceId: 'svc',
+    macKey: key,
+    logger: quiet,
+    sealer: 'worker',
+    rotation: { maxBytes: 3000 },
+    flush: { mode: 'batched', maxEvents: 16, maxDelayMs: 1 },
+  });
+  for (let i = 0; i < 100; i++)
+    log.emit({
+      type: 'seal.verified',
+      timestamp: '2026-01-01T00:00:00.000Z',
+      shard_id: `w-${i}`,
+      worker_id: 'w',
+    });
+  await log.flush();
+  const orig = WorkerSealer.prototype.seal;
+  WorkerSealer.prototype.seal = async () => {
+    throw new Error('injected worker failure');
+  };
+  try {
+    for (let i = 100; i < 150; i++)
+      log.emit({
+        type: 'seal.verified',
+        timestamp: '2026-01-01T00:00:00.000Z',
+        shard_id: `w-${i}`,
+        worker_id: 'w',
+      });
+    await log.flush();
+  } finally {
+    WorkerSealer.prototype.seal = orig;
+  }
+  await log.close();
+  const { readTrail } = await import('./writer-helpers.js');
+  const recs = await readTrail(dir, key);
+  assert.equal(recs.length, 150);
+  assert.ok(recordFiles(dir).length > 2);
+});

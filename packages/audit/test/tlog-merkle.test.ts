@@ -257,7 +257,8 @@ test('tampered proofs: every bit flip, truncation, extension, reordering is reje
     for (let k = 0; k < proof.length; k++) {
       for (let bit = 0; bit < 256; bit += 37) {
         const bad = proof.map((p) => Buffer.from(p));
-        (bad[k] as Buffer)[bit >> 3] ^= 1 << (bit & 7);
+        const b = bad[k] as Buffer;
+        b[bit >> 3] = (b[bit >> 3] as number) ^ (1 << (bit & 7));
         assert.equal(verifyInclusion(i, n, leaves[i] as Buffer, bad, r), false);
       }
     }
@@ -272,7 +273,8 @@ test('tampered proofs: every bit flip, truncation, extension, reordering is reje
   assert.ok(verifyConsistency(6, 23, cp, r6, root));
   for (let k = 0; k < cp.length; k++) {
     const bad = cp.map((p) => Buffer.from(p));
-    (bad[k] as Buffer)[0] ^= 16;
+    const b = bad[k] as Buffer;
+    b[0] = (b[0] as number) ^ 16;
     assert.equal(verifyConsistency(6, 23, bad, r6, root), false);
   }
   assert.equal(verifyConsistency(6, 23, cp.slice(0, -1), r6, root), false);

@@ -430,3 +430,33 @@ for (const worker of [false, true])
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+test('a damaged stored tree refuses to attach (TLOG_CORRUPT); rebuild: true re-reads the trail', async () => {
+  const dir = fs.mkdtempSync(join(tmpdir(), 'tlog-rebuild-'));
+  try {
+    await writeTrail(dir, 12);
+    const state = readTlogState(dir) as { size: number };
+    // Damage the last leaf (it is on the frontier when the size is odd; else damage its level's last node).
+    let h = 0;
+    while (Math.floor(state.size / 2 ** h) % 2 === 0) h++;
+    const f = join(dir, 'tlog', `level-${String(h).padStart(2, '0')}.bin`);
+    const fd = fs.openSync(f, 'r+');
+    fs.writeSync(fd, Buffer.alloc(32, 0xee), 0, 32, (Math.floor(state.size / 2 ** h) - 1) * 32);
+    fs.closeSync(fd);
+    const log = await openLogger(dir);
+    closers.push(() => log.close());
+    await assert.rejects(Transparency.attach(log, { signer, everyMs: 0 }), { code: 'TLOG_CORRUPT' });
+    const tl = await Transparency.attach(log, { signer, everyMs: 0, rebuild: true });
+    assert.equal(tl.caughtUp, state.size);
+    const recs = allRecords(dir);
+    assert.deepEqual(
+      (await tl.head()).root,
+      rootOfLeafHashes(recs.map((r) => recordLeafHash(r.hash as string))),
+    );
+    await log.close();
+    assert.ok((await checkAgainstCheckpoint(dir, latestTrailCheckpoint(dir), signer.verifier)).ok);
+  } finally {
+    for (const c of closers.splice(0)) await c().catch(() => {});
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -70,7 +70,7 @@ export {
   readCheckpointUnverified,
   verifyProofBundle,
 } from './proof-bundle.js';
-export { FileNodeStore, readTlogState, TLOG_DIR } from './store.js';
+export { FileNodeStore, readTlogState, removeStoredTree, TLOG_DIR } from './store.js';
 export {
   type CheckpointInfo,
   type DurableRecord as TlogDurableRecord,

@@ -69,6 +69,21 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/** Deletes a trail's stored tree (`<trail>/tlog/`); the next attach rebuilds it from the trail. */
+export function removeStoredTree(trailDir: string): void {
+  const dir = join(trailDir, TLOG_DIR);
+  try {
+    if (fs.lstatSync(dir).isSymbolicLink())
+      throw new TlogError('TLOG_IO', `tlog: ${dir} is a symlink; refusing to remove it`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  // state.json first: a crash half-way leaves level files without a durable size, i.e. an empty tree.
+  fs.rmSync(join(dir, STATE_FILE), { force: true });
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 /** Reads `tlog/state.json`; undefined when the tree was never synced. */
 export function readTlogState(trailDir: string): { size: number; root: Buffer } | undefined {
   const p = join(trailDir, TLOG_DIR, STATE_FILE);
@@ -177,7 +192,7 @@ export class FileNodeStore implements NodeStore {
         if (!root.equals(state.root)) {
           throw new TlogError(
             'TLOG_CORRUPT',
-            `tlog: level files do not match state.json (root at size ${size} differs); rebuild the tree`,
+            `tlog: level files do not match state.json (root at size ${size} differs); rebuild the tree (Transparency.attach({ rebuild: true }))`,
           );
         }
       }

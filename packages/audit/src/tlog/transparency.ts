@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { CHECKPOINTS_FILE, signCheckpoint } from './checkpoint.js';
 import { TlogError } from './errors.js';
 import type { SignerKey } from './keys.js';
-import { ensurePrivateDir, fsyncDir } from './store.js';
+import { ensurePrivateDir, fsyncDir, removeStoredTree } from './store.js';
 import { LocalTreeHost, type TreeHead, type TreeHost } from './tree-host.js';
 import { WorkerTreeHost } from './worker-host.js';
 
@@ -65,6 +65,12 @@ export interface TransparencyOptions {
    * shared and oversubscribed, it measured no better than hashing in this thread (README).
    */
   worker?: boolean;
+  /**
+   * Discard the stored tree (`tlog/`, not the checkpoints) and rebuild it from the trail: the way out of
+   * `TLOG_CORRUPT` (damaged level files). It re-reads and re-hashes the whole trail. Checkpoints signed
+   * before still check the rebuilt tree: a trail changed since then shows as `history_rewritten`.
+   */
+  rebuild?: boolean;
   /** Operational logger (pino-like); errors also go to the 'error' event when it has listeners. */
   logger?: { warn(obj: unknown, msg?: string): void; error(obj: unknown, msg?: string): void };
 }
@@ -126,6 +132,7 @@ export class Transparency extends EventEmitter {
       throw new TlogError('TLOG_BAD_INPUT', 'transparency: everyMs must be >= 0');
     }
     if (opts.witnessDir !== undefined) ensurePrivateDir(opts.witnessDir);
+    if (opts.rebuild === true) removeStoredTree(source.dir);
     let host: TreeHost =
       opts.worker === true ? new WorkerTreeHost(source.dir) : new LocalTreeHost(source.dir);
     const t = new Transparency(source, opts, host);

@@ -19,8 +19,10 @@
 //    as hi+lo of a multiplication by 2^(32-n).
 //  * Measured on an H100 80GB HBM3 (leaf kernel, 16 KiB leaves, 8 / 32 GiB): VS_BALANCE 0 0.77 / 0.79
 //    TB/s, 1 0.89 / 0.92, 2 0.84 / 0.87 (mul.hi costs more than it saves); VS_REORDER and
-//    __launch_bounds__(128, 6) add about 1%. What is left is the ALU pipe: 576 SHF + 352 LOP3 + 16 PRMT
-//    per 64-byte block, i.e. about 1.15 TB/s at 100% of the pipe at 1.98 GHz; we reach about 80%.
+//    __launch_bounds__(128, 6) add about 1%. Same run, 8 GiB: VS_SCHED_ALU 0.86 (worse: the ALU pipe is
+//    the limit), VS_SHR_ALU 0.91 (same as mul.hi), VS_UNROLL 2 0.68, VS_MINB 5 / 7 0.91 / 0.90.
+//    SASS per compression (sm_90): 576 SHF + ~373 LOP3 + 8 PRMT on the ALU pipe, ~690 IMAD on the FMA
+//    pipe; at 1.98 GHz a fully busy ALU pipe gives about 1.15 TB/s, and we measure about 80% of it.
 #include <stdint.h>
 
 #ifndef VS_BALANCE
@@ -34,6 +36,17 @@
 #endif
 #ifndef VS_MINB
 #define VS_MINB 6
+#endif
+// Experiment switches (off in the shipped PTX): schedule additions / σ shifts left to ptxas (ALU pipe),
+// two blocks per loop iteration.
+#ifndef VS_SCHED_ALU
+#define VS_SCHED_ALU 0
+#endif
+#ifndef VS_SHR_ALU
+#define VS_SHR_ALU 0
+#endif
+#ifndef VS_UNROLL
+#define VS_UNROLL 1
 #endif
 #if VS_MINB > 0
 #define VS_LEAF_BOUNDS __launch_bounds__(128, VS_MINB)
@@ -90,14 +103,22 @@ __device__ __forceinline__ uint32_t ssig0(uint32_t x, const VsMul& k, bool odd) 
   if (odd) return rotr(x, 7) ^ rotr_m(x, k.m18) ^ shr_m(x, k.m3);
 #endif
 #if VS_BALANCE >= 1
+#if VS_SHR_ALU
+  return rotr(x, 7) ^ rotr(x, 18) ^ (x >> 3);
+#else
   return rotr(x, 7) ^ rotr(x, 18) ^ shr_m(x, k.m3);
+#endif
 #else
   return rotr(x, 7) ^ rotr(x, 18) ^ (x >> 3);
 #endif
 }
 __device__ __forceinline__ uint32_t ssig1(uint32_t x, const VsMul& k) {
 #if VS_BALANCE >= 1
+#if VS_SHR_ALU
+  return rotr(x, 17) ^ rotr(x, 19) ^ (x >> 10);
+#else
   return rotr(x, 17) ^ rotr(x, 19) ^ shr_m(x, k.m10);
+#endif
 #else
   return rotr(x, 17) ^ rotr(x, 19) ^ (x >> 10);
 #endif
@@ -130,7 +151,11 @@ __device__ __forceinline__ void compress(uint32_t st[8], uint32_t w[16], const V
     } else {
       const uint32_t s0 = ssig0(w[(i - 15) & 15], k, (i & 1) != 0);
       const uint32_t s1 = ssig1(w[(i - 2) & 15], k);
+#if VS_SCHED_ALU
+      wi = w[i & 15] + s0 + w[(i - 7) & 15] + s1;
+#else
       wi = add2(add2(add2(w[i & 15], s0, one), w[(i - 7) & 15], one), s1, one);
+#endif
       w[i & 15] = wi;
     }
     const uint32_t ch = (e & f) ^ (~e & g);
@@ -180,6 +205,9 @@ extern "C" __global__ void VS_LEAF_BOUNDS vs_merkle_leaves(
 #if VS_PREFETCH
   uint4 n0, n1, n2, n3;
   if (nfull > 0) { n0 = ldg16(p); n1 = ldg16(p + 16); n2 = ldg16(p + 32); n3 = ldg16(p + 48); }
+#if VS_UNROLL == 2
+#pragma unroll 2
+#endif
   for (unsigned long long blk = 0; blk < nfull; blk++) {
     const uint4 c0 = n0, c1 = n1, c2 = n2, c3 = n3;
     if (blk + 1 < nfull) {

@@ -460,3 +460,49 @@ test('a damaged stored tree refuses to attach (TLOG_CORRUPT); rebuild: true re-r
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('never sign a fork: after a rewrite or truncation behind its back, attach refuses (even with rebuild)', async () => {
+  const dir = fs.mkdtempSync(join(tmpdir(), 'tlog-fork-'));
+  try {
+    await writeTrail(dir, 20, { everyRecords: 8 });
+    // Rewritten and re-chained trail, tree rebuilt from it: the old checkpoints no longer hold.
+    const rw = `${dir}-rw`;
+    fs.cpSync(dir, rw, { recursive: true });
+    rewriteHistory(rw, 3);
+    let log = await openLogger(rw);
+    closers.push(() => log.close());
+    await assert.rejects(Transparency.attach(log, { signer, everyMs: 0, rebuild: true }), {
+      code: 'TLOG_TRAIL_MISMATCH',
+      message: /rewritten/,
+    });
+    await log.close();
+    fs.rmSync(rw, { recursive: true, force: true });
+    // Truncated trail (last records removed) with the tree discarded: a checkpoint covers more.
+    const files = trailLines(dir);
+    const last = files.at(-1) as { file: string; lines: string[] };
+    fs.chmodSync(join(dir, last.file), 0o600);
+    fs.writeFileSync(join(dir, last.file), `${last.lines.slice(0, -3).join('\n')}\n`);
+    const m = JSON.parse(fs.readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
+      files: Record<string, unknown>[];
+    };
+    const entry = m.files.at(-1) as Record<string, unknown>;
+    const kept = JSON.parse(last.lines.at(-4) as string) as { seq: number; hash: string; time: string };
+    Object.assign(entry, {
+      last_seq: kept.seq,
+      last_hash: kept.hash,
+      last_time: kept.time,
+      count: (entry.count as number) - 3,
+    });
+    entry.bytes = fs.statSync(join(dir, last.file)).size;
+    fs.writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
+    log = await openLogger(dir);
+    closers.push(() => log.close());
+    await assert.rejects(Transparency.attach(log, { signer, everyMs: 0, rebuild: true }), {
+      code: 'TLOG_TRAIL_MISMATCH',
+      message: /truncated/,
+    });
+  } finally {
+    for (const c of closers.splice(0)) await c().catch(() => {});
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

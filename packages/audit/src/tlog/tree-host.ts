@@ -7,7 +7,10 @@
  *    records and writing tlog/ costs the logger's thread only a string join and a postMessage per batch.
  */
 
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { catchUpFromTrail } from './catch-up.js';
+import { CHECKPOINTS_FILE, type Checkpoint, parseCheckpoint, parseNote, splitNotes } from './checkpoint.js';
 import { TlogError } from './errors.js';
 import { MerkleTree } from './merkle.js';
 import { FileNodeStore } from './store.js';
@@ -32,6 +35,47 @@ export interface TreeHost {
 }
 
 const MAX_PENDING_NODES = 8192;
+
+/**
+ * Never sign a fork: every checkpoint already in `<dir>/checkpoints` must still hold for the tree
+ * (same root at its size, and no checkpoint larger than the trail). Otherwise the trail (or its tree)
+ * was truncated or rewritten since it was signed, and a new checkpoint would contradict the old one:
+ * `TLOG_TRAIL_MISMATCH`. Signatures are not checked here (roots do not depend on the key).
+ */
+export function checkSignedHistory(dir: string, tree: MerkleTree): void {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, CHECKPOINTS_FILE), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new TlogError('TLOG_IO', `tlog: cannot read ${CHECKPOINTS_FILE}: ${(err as Error).message}`);
+  }
+  const seen = new Set<string>();
+  for (const note of splitNotes(text)) {
+    let cp: Checkpoint;
+    try {
+      cp = parseCheckpoint(parseNote(note).text);
+    } catch {
+      continue;
+    }
+    const key = `${cp.size}:${cp.root.toString('hex')}`;
+    if (seen.has(key) || cp.size === 0) continue;
+    seen.add(key);
+    const when = cp.time ? ` (signed ${cp.time})` : '';
+    if (cp.size > tree.size) {
+      throw new TlogError(
+        'TLOG_TRAIL_MISMATCH',
+        `tlog: the trail holds ${tree.size} records but a checkpoint${when} was signed for ${cp.size}: the trail was truncated; refusing to sign checkpoints that contradict it`,
+      );
+    }
+    if (!tree.rootAt(cp.size).equals(cp.root)) {
+      throw new TlogError(
+        'TLOG_TRAIL_MISMATCH',
+        `tlog: the first ${cp.size} records no longer match the checkpoint${when}: the trail or its tree was rewritten; refusing to sign checkpoints that contradict it`,
+      );
+    }
+  }
+}
 
 /** The tree in this thread: a {@link MerkleTree} over the trail's {@link FileNodeStore}. */
 export class LocalTreeHost implements TreeHost {
@@ -58,6 +102,7 @@ export class LocalTreeHost implements TreeHost {
       this.#tree = new MerkleTree(store);
       this.#store = store;
       this.#caughtUp = await catchUpFromTrail(this.dir, this.#tree);
+      checkSignedHistory(this.dir, this.#tree);
     } catch (err) {
       store.close();
       this.#store = undefined;

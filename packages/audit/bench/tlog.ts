@@ -3,6 +3,7 @@
  *
  *   node --conditions=vramseal-source --import tsx packages/audit/bench/tlog.ts [--json]
  *        [--events N] [--leaves N] [--rounds N] [--dir D] [--only throughput|proofs] [--tree DIR]
+ *        [--every N]   (checkpoint every N records, default 10 000 as in production)
  *
  * --tree DIR keeps the built tree in DIR (and reuses it when DIR already holds one of --leaves leaves),
  * so proof timings can be re-measured without rebuilding. The build may run niced; the process raises
@@ -40,6 +41,7 @@ const only = onlyIdx >= 0 ? args[onlyIdx + 1] : undefined; // 'throughput' | 'pr
 const EVENTS = opt('events', 200_000);
 const LEAVES = opt('leaves', 10_000_000);
 const ROUNDS = opt('rounds', 3);
+const EVERY = opt('every', 10_000); // checkpoint interval (records)
 const dirIdx = args.indexOf('--dir');
 const base = fs.mkdtempSync(
   join(dirIdx >= 0 ? (args[dirIdx + 1] as string) : tmpdir(), 'vramseal-tlog-bench-'),
@@ -78,7 +80,9 @@ async function throughput(
     logger: quiet,
     queue: { maxEvents: 1_000_000, maxBytes: 1 << 30, onFull: 'wait' },
   });
-  const tl = withTlog ? await Transparency.attach(logger, { signer, worker: mode === 'worker' }) : undefined;
+  const tl = withTlog
+    ? await Transparency.attach(logger, { signer, worker: mode === 'worker', everyRecords: EVERY })
+    : undefined;
   const ev = {
     type: 'data.model_accessed' as const,
     timestamp: '2026-11-27T04:00:00.000Z',

@@ -60,9 +60,9 @@ export interface TransparencyOptions {
   /** Clock for the checkpoint `time` line (default: new Date()). */
   now?: () => Date;
   /**
-   * Hash and store the tree in a worker thread (default false): the logger's thread then only hands
-   * each durable batch's hashes over. Worth it where a core is free; on the 2-core bench machine,
-   * shared and oversubscribed, it measured no better than hashing in this thread (README).
+   * Hash and store the tree in a worker thread (default true): the logger's thread then only hands
+   * each durable batch's hashes over (README has the measured cost of both). `false` keeps the tree in
+   * this thread. A worker that cannot start falls back to this thread with a warning.
    */
   worker?: boolean;
   /**
@@ -134,7 +134,7 @@ export class Transparency extends EventEmitter {
     if (opts.witnessDir !== undefined) ensurePrivateDir(opts.witnessDir);
     if (opts.rebuild === true) removeStoredTree(source.dir);
     let host: TreeHost =
-      opts.worker === true ? new WorkerTreeHost(source.dir) : new LocalTreeHost(source.dir);
+      opts.worker === false ? new LocalTreeHost(source.dir) : new WorkerTreeHost(source.dir);
     const t = new Transparency(source, opts, host);
     // Listen first, buffer while catching up: nothing durable in between can be missed.
     source.on('durable', t.#onDurable as (...args: never[]) => void);
@@ -145,7 +145,7 @@ export class Transparency extends EventEmitter {
         started = await host.start();
       } catch (err) {
         // A worker that cannot start (not a problem with the tree itself): keep the tree in this thread.
-        if (err instanceof TlogError || opts.worker !== true) throw err;
+        if (err instanceof TlogError || opts.worker === false) throw err;
         opts.logger?.warn(
           { err },
           'vramseal transparency: tree worker did not start; hashing in this thread',

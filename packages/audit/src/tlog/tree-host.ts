@@ -50,7 +50,9 @@ export function checkSignedHistory(dir: string, tree: MerkleTree): void {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw new TlogError('TLOG_IO', `tlog: cannot read ${CHECKPOINTS_FILE}: ${(err as Error).message}`);
   }
-  const seen = new Set<string>();
+  // The largest checkpoint suffices: a matching root at its size fixes every record before it, so all
+  // earlier checkpoints (each consistent with it when it was signed) hold as well. O(log n) reads.
+  let largest: Checkpoint[] = [];
   for (const note of splitNotes(text)) {
     let cp: Checkpoint;
     try {
@@ -58,9 +60,11 @@ export function checkSignedHistory(dir: string, tree: MerkleTree): void {
     } catch {
       continue;
     }
-    const key = `${cp.size}:${cp.root.toString('hex')}`;
-    if (seen.has(key) || cp.size === 0) continue;
-    seen.add(key);
+    if (largest.length === 0 || cp.size > (largest[0] as Checkpoint).size) largest = [cp];
+    else if (cp.size === (largest[0] as Checkpoint).size) largest.push(cp);
+  }
+  for (const cp of largest) {
+    if (cp.size === 0) continue;
     const when = cp.time ? ` (signed ${cp.time})` : '';
     if (cp.size > tree.size) {
       throw new TlogError(

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { inspect } from 'node:util';
+import fc from 'fast-check';
 import {
   formatCheckpoint,
   openNote,
@@ -15,6 +16,7 @@ import {
   verifyCheckpoint,
 } from '../src/tlog/checkpoint.js';
 import { loadSignerKey, loadVerifierKey, SignerKey, VerifierKey, writeKeyPair } from '../src/tlog/keys.js';
+import { verifyProofBundle } from '../src/tlog/proof-bundle.js';
 
 // golang.org/x/mod/sumdb/note (note_test.go / package doc) known-answer vector.
 const GO_SKEY = 'PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz';
@@ -188,5 +190,52 @@ test('checkpoints file: notes split back in order', () => {
   assert.deepEqual(
     splitNotes(file).map((n) => verifyCheckpoint(n, signer.verifier).size),
     [1, 2, 3],
+  );
+});
+
+test('hostile input: random notes, checkpoints and proof bundles are rejected with typed errors, never crash', () => {
+  const signer = SignerKey.generate('vramseal.test/fuzz');
+  const good = signCheckpoint({ origin: 'o', size: 3, root: Buffer.alloc(32, 3), time: 't' }, signer);
+  const typed = (f: () => unknown) => {
+    try {
+      f();
+    } catch (err) {
+      assert.match(String((err as { code?: string }).code), /^TLOG_/, String(err));
+    }
+  };
+  fc.assert(
+    fc.property(
+      fc.string({ maxLength: 400 }),
+      fc.nat(good.length),
+      fc.string({ maxLength: 8 }),
+      (s, at, ins) => {
+        typed(() => verifyCheckpoint(s, signer.verifier));
+        const mutated = good.slice(0, at) + ins + good.slice(at + ins.length);
+        if (mutated !== good)
+          assert.throws(() => verifyCheckpoint(mutated, signer.verifier), /TLOG_|note|checkpoint/);
+        typed(() => {
+          for (const n of splitNotes(s + good + s)) verifyCheckpoint(n, signer.verifier);
+        });
+        typed(() => VerifierKey.parse(s));
+        typed(() => SignerKey.parse(`PRIVATE+KEY+${s}`));
+        const v = verifyProofBundle(
+          {
+            type: 'vramseal.inclusion-proof.v1',
+            seq: 1,
+            tree_size: 3,
+            record: s,
+            proof: [s],
+            checkpoint: good,
+          },
+          signer.verifier,
+        );
+        assert.equal(v.ok, false);
+        assert.equal(
+          verifyProofBundle(JSON.parse(JSON.stringify({ type: s, x: ins })), signer.verifier).ok,
+          false,
+        );
+      },
+    ),
+    { numRuns: 300 },
   );
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -503,6 +504,36 @@ test('never sign a fork: after a rewrite or truncation behind its back, attach r
     });
   } finally {
     for (const c of closers.splice(0)) await c().catch(() => {});
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('checkAgainstCheckpoint on hostile trail files (random bytes, huge line, invalid UTF-8) reports, never throws', async () => {
+  const dir = fs.mkdtempSync(join(tmpdir(), 'tlog-hostile-'));
+  try {
+    await writeTrail(dir, 6);
+    const note = latestTrailCheckpoint(dir);
+    const file = trailLines(dir)[0]?.file as string;
+    const p = join(dir, file);
+    fs.chmodSync(p, 0o600);
+    const original = fs.readFileSync(p);
+    const cases: [Buffer, boolean][] = [
+      [randomBytes(4096), false],
+      [
+        Buffer.concat([original.subarray(0, 200), Buffer.from([0xff, 0xfe, 0x0a]), original.subarray(200)]),
+        false,
+      ],
+      [Buffer.from('{"seq":1}\n[]\nnull\n{"a":'.repeat(50)), false],
+      // Junk after the committed records does not contradict the checkpoint (verifyTrail reports it).
+      [Buffer.concat([original, Buffer.alloc(2 * 1024 * 1024, 0x7b), Buffer.from('\n\xff\n')]), true],
+    ];
+    for (const [junk, ok] of cases) {
+      fs.writeFileSync(p, junk);
+      const r = await checkAgainstCheckpoint(dir, note, signer.verifier);
+      assert.equal(r.ok, ok, JSON.stringify(r.failures));
+      assert.ok(r.failures.every((f) => ['truncated_trail', 'history_rewritten'].includes(f.kind)));
+    }
+  } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -19,6 +19,8 @@ export interface FaultPlan {
   rate?: number;
   ops?: readonly Op[];
   codes?: readonly string[];
+  /** Called before every operation (drives fault schedules by the number of calls). */
+  tick?: (op: Op) => void;
 }
 
 export class FaultyDisk {
@@ -40,6 +42,7 @@ export class FaultyDisk {
     const w: Partial<AuditFs> = {};
     for (const k of Object.keys(base) as Op[]) {
       (w as Record<string, unknown>)[k] = async (...args: unknown[]) => {
+        plan.tick?.(k);
         if (this.rate > 0 && this.#ops.has(k) && this.#r.chance(this.rate)) {
           throw this.#fault(k, this.#codes[this.#r.int(this.#codes.length)] as string);
         }

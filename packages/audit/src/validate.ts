@@ -464,7 +464,19 @@ export function validateEvent(input: unknown): AuditEvent {
       'an audit event must be a plain object',
     );
   }
-  const type = (input as { type?: unknown }).type;
+  let type: unknown;
+  try {
+    type = (input as { type?: unknown }).type;
+  } catch (e) {
+    // A getter or proxy trap threw: not a JSON value (same rule as inside the walk below).
+    throw new AuditValidationError(
+      '<unreadable>',
+      'type',
+      'json-value',
+      `reading the value failed (${e instanceof Error ? e.name : typeof e})`,
+      { cause: e },
+    );
+  }
   const c = typeof type === 'string' ? COMPILED.get(type) : undefined;
   if (c === undefined) {
     const label =

@@ -263,7 +263,7 @@ export async function runRealFullDisk(mnt: { dir: string; grow(size: string): vo
     for (const [seq, id] of accepted) if (bySeq.get(seq)?.event.shard_id !== id) lost++;
     if (lost > 0) failures.push(`${lost} accepted record(s) missing`);
     const io = recs.find((x) => x.event.type === 'audit.io_error');
-    if (!io || io.event.code !== 'ENOSPC') failures.push('no audit.io_error (ENOSPC) record');
+    if (io?.event.code !== 'ENOSPC') failures.push('no audit.io_error (ENOSPC) record');
   } finally {
     reportRow({
       category: 'disk full: real tmpfs (ENOSPC)',

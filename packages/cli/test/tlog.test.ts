@@ -8,7 +8,7 @@ import { buildProgram } from '../src/program.js';
 
 /** Runs `vramseal audit ...` in-process (the real command tree); captures stdout/stderr. */
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const program = buildProgram();
+  const program = await buildProgram();
   program.configureOutput({ writeOut: () => {}, writeErr: () => {} });
   let out = '';
   let err = '';

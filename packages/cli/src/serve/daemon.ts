@@ -3,6 +3,8 @@
  * HTTP server, listens, installs graceful shutdown. Resolves with the exit code once the daemon
  * has stopped (never, while it runs normally — the signal handler exits the process).
  */
+
+import { platformOptionsFromEnv } from '@vramseal/audit';
 import type { Logger } from 'pino';
 import { errorText } from '../output.js';
 import { createLogger } from './log.js';
@@ -61,6 +63,8 @@ export async function runDaemon(
       flush: 'hybrid',
       failClosed: true,
       logger,
+      // VRAMSEAL_PLATFORM_URL (+ VRAMSEAL_PROVIDER_ID, VRAMSEAL_PROVIDER_KEY_FILE, …) turns on platform mode.
+      platform: platformOptionsFromEnv(),
     });
   } catch (err) {
     logger.fatal({ err: { message: errorText(err) } }, 'cannot open the audit trail');

@@ -4,7 +4,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { AuditLogger, isCriticalEvent, loadMacKey, type VerifyReport, verifyTrail } from '@vramseal/audit';
+import {
+  AuditLogger,
+  isCriticalEvent,
+  loadMacKey,
+  type PlatformOptions,
+  type VerifyReport,
+  verifyTrail,
+} from '@vramseal/audit';
 import { type DeviceBackend, VramManager } from '@vramseal/residency';
 import type { Logger } from 'pino';
 
@@ -45,6 +52,11 @@ export interface OpenTrailOptions {
   flush: 'immediate' | 'batched' | 'hybrid';
   failClosed: boolean;
   logger?: Logger | undefined;
+  /**
+   * Platform mode: ship the trail to a collector (see `platformOptionsFromEnv`). The local trail stays
+   * the spool: records are durable here before they are shipped.
+   */
+  platform?: PlatformOptions | undefined;
 }
 
 export interface OpenedTrail {
@@ -59,7 +71,7 @@ export async function openTrail(o: OpenTrailOptions): Promise<OpenedTrail> {
   else if (macKey === undefined && process.env.VRAMSEAL_AUDIT_KEY)
     macKey = loadMacKey({ env: 'VRAMSEAL_AUDIT_KEY' });
   const logger = await AuditLogger.open({
-    mode: 'local',
+    ...(o.platform ? { mode: 'platform' as const, platform: o.platform } : { mode: 'local' as const }),
     dir: o.dir,
     serviceId: o.serviceId,
     flush:

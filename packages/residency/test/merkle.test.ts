@@ -44,6 +44,6 @@ test('digest strings round-trip and reject malformed input', () => {
   const s = formatDigest(1024, r);
   assert.match(s, /^sha256-merkle-v1:1024:[0-9a-f]{64}$/);
   assert.deepEqual(Buffer.from(parseDigest(s).root), Buffer.from(r));
-  assert.throws(() => parseDigest('sha256-merkle-v1:1000:' + '0'.repeat(64)), /power of two/);
+  assert.throws(() => parseDigest(`sha256-merkle-v1:1000:${'0'.repeat(64)}`), /power of two/);
   assert.throws(() => parseDigest('sha256:abc'), /digest must look like/);
 });

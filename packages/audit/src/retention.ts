@@ -25,6 +25,8 @@ import { createGzip } from 'node:zlib';
 import { type Clock, systemClock } from './clock.js';
 import type { AuditEvent } from './events.js';
 import { type Manifest, type ManifestFile, readManifest } from './manifest.js';
+import { shipperOf } from './platform/attach.js';
+import { readShipperState } from './platform/state.js';
 import { GENESIS_HASH } from './record.js';
 import { checkRecordLine, MacChecker } from './record-check.js';
 import { scanTrailFile } from './trail-reader.js';
@@ -121,6 +123,10 @@ export async function applyRetention(
   const deleteAfter = Math.max(policy.deleteAfterDays, policy.minRetentionDays);
   const mac = opts.macKey ? new MacChecker(opts.macKey) : null;
   const now = clock.now();
+  // Platform mode: the local trail is the spool. A record the collector has not acknowledged exists
+  // nowhere else, so a file holding one is never deleted (the live shipper's figure, else the one it
+  // persisted in platform-state.json).
+  const shipped = shipperOf(log)?.status().ackedSeq ?? (await readShipperState(dir))?.acked_seq;
 
   for (let i = 0; i < m.files.length; i++) {
     const e = m.files[i] as ManifestFile;
@@ -152,6 +158,13 @@ export async function applyRetention(
     const problem = await checkFile(dir, e, prev, mac);
     if (problem !== null) {
       report.skipped.push({ ...act, reason: `does not verify: ${problem}` });
+      continue;
+    }
+    if (dueDelete && shipped !== undefined && e.last_seq > shipped) {
+      report.skipped.push({
+        ...act,
+        reason: `records up to seq ${e.last_seq} not yet acknowledged by the collector (acknowledged through seq ${shipped})`,
+      });
       continue;
     }
     if (dueDelete) {

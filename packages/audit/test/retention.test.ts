@@ -11,6 +11,7 @@ import { after, test } from 'node:test';
 import pino from 'pino';
 import { ManualClock } from '../src/clock.js';
 import { AuditLogger } from '../src/logger.js';
+import { writeShipperState } from '../src/platform/state.js';
 import { queryTrail } from '../src/query.js';
 import { applyRetention, RetentionPolicyError, resolvePolicy } from '../src/retention.js';
 import { verifyTrail } from '../src/verify.js';
@@ -216,6 +217,35 @@ test('a crash after the manifest said deleted (file still there) is finished by 
     await applyRetention(log, { clock, macKey: TEST_KEY });
     assert.ok(!existsSync(join(dir, first)) && !existsSync(join(dir, `${first}.sha256`)));
     assert.deepEqual((await verifyTrail(dir, { macKey: TEST_KEY })).failures, []);
+  } finally {
+    await log.close();
+  }
+});
+
+test('platform spool: a file with records the collector has not acknowledged is never deleted', async () => {
+  const { dir, clock, log } = await dailyTrail(2);
+  try {
+    const m0 = readManifestJson(dir);
+    const [first, second] = m0.files as Array<{ name: string; last_seq: number; last_hash: string }>;
+    // The collector acknowledged the first day's file only.
+    await writeShipperState(dir, {
+      v: 1,
+      provider_id: 'p1',
+      collector_url: 'http://127.0.0.1:1',
+      acked_seq: first?.last_seq as number,
+      acked_hash: first?.last_hash as string,
+      updated_at: new Date(clock.now()).toISOString(),
+    });
+    clock.set(START + 2560 * DAY);
+    const rep = await applyRetention(log, { clock, macKey: TEST_KEY });
+    assert.deepEqual(
+      rep.deleted.map((d) => d.file),
+      [first?.name],
+    );
+    const kept = rep.skipped.find((s) => s.file === second?.name);
+    assert.match(kept?.reason ?? '', /not yet acknowledged by the collector \(acknowledged through seq 3\)/);
+    assert.ok(existsSync(join(dir, second?.name as string)));
+    assert.equal((await verifyTrail(dir, { macKey: TEST_KEY })).ok, true);
   } finally {
     await log.close();
   }

@@ -4,7 +4,15 @@
  * the field path and the rule, each rendered safely (see {@link safeLabel}).
  */
 
-export type AuditErrorCode = 'INVALID_EVENT' | 'INVALID_IP' | 'AUDIT_UNAVAILABLE' | 'AUDIT_LOCKED';
+export type AuditErrorCode =
+  | 'INVALID_EVENT'
+  | 'INVALID_IP'
+  | 'AUDIT_UNAVAILABLE'
+  | 'AUDIT_LOCKED'
+  | 'AUDIT_CONFIG'
+  | 'AUDIT_CORRUPT'
+  | 'AUDIT_DROPPED'
+  | 'AUDIT_IO';
 
 /** Base class of every error this package throws on purpose. */
 export class AuditError extends Error {

@@ -10,10 +10,12 @@
  * fails, the file is truncated back to the last durable record boundary (before the next attempt, if
  * truncation itself fails now), so a retry never leaves a half-written line behind.
  */
+
 import { createHash, type Hash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { utcDay } from './clock.js';
+import { AuditError } from './errors.js';
 import { type AuditFs, fsyncDir, isErrno, O_CREATE_EXCL, readAt, writeAll, writeFileAtomic } from './fs.js';
 import { acquireLock, type TrailLock } from './lock.js';
 import {
@@ -47,16 +49,15 @@ export interface SealedRecord {
 }
 
 /** An I/O failure of the trail, naming the operation (`write`, `fdatasync`, `rotate`, ...) and errno code. */
-export class TrailIoError extends Error {
-  readonly code = 'AUDIT_IO' as const;
+export class TrailIoError extends AuditError {
+  declare readonly code: 'AUDIT_IO';
   constructor(
     readonly operation: string,
     readonly errno: string,
     readonly file: string,
     cause: unknown,
   ) {
-    super(`audit trail ${operation} failed on ${file}: ${errno}`, { cause });
-    this.name = 'TrailIoError';
+    super('AUDIT_IO', `audit trail ${operation} failed on ${file}: ${errno}`, { cause });
   }
 }
 

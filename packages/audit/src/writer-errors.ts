@@ -2,17 +2,17 @@
  * Errors of the trail writer beyond those in errors.ts. Each has a typed string `code`.
  * Messages never contain secrets (key bytes) or event values.
  */
+import { AuditError } from './errors.js';
 
 /** An option or environment given to the writer is unusable (names the option and the rule). */
-export class AuditConfigError extends Error {
-  readonly code = 'AUDIT_CONFIG' as const;
+export class AuditConfigError extends AuditError {
+  declare readonly code: 'AUDIT_CONFIG';
   constructor(
     readonly option: string,
     message: string,
     opts: { cause?: unknown } = {},
   ) {
-    super(`${option}: ${message}`, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.name = 'AuditConfigError';
+    super('AUDIT_CONFIG', `${option}: ${message}`, opts);
   }
 }
 
@@ -21,15 +21,14 @@ export class AuditConfigError extends Error {
  * lists is missing or shorter than recorded, files exist without a manifest, the tail cannot be parsed).
  * The writer refuses to open; a person (or `vramseal audit verify`) must look.
  */
-export class AuditCorruptError extends Error {
-  readonly code = 'AUDIT_CORRUPT' as const;
+export class AuditCorruptError extends AuditError {
+  declare readonly code: 'AUDIT_CORRUPT';
   constructor(
     readonly file: string,
     message: string,
     opts: { cause?: unknown } = {},
   ) {
-    super(`${file}: ${message}`, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.name = 'AuditCorruptError';
+    super('AUDIT_CORRUPT', `${file}: ${message}`, opts);
   }
 }
 
@@ -38,13 +37,12 @@ export class AuditCorruptError extends Error {
  * cap was reached). Its receipt's `durable` rejects with this; the drop is counted and later recorded
  * in the trail as `audit.events_dropped`.
  */
-export class AuditDroppedError extends Error {
-  readonly code = 'AUDIT_DROPPED' as const;
+export class AuditDroppedError extends AuditError {
+  declare readonly code: 'AUDIT_DROPPED';
   constructor(
     readonly eventType: string,
     readonly reason: string,
   ) {
-    super(`audit event ${eventType} dropped: ${reason}`);
-    this.name = 'AuditDroppedError';
+    super('AUDIT_DROPPED', `audit event ${eventType} dropped: ${reason}`);
   }
 }

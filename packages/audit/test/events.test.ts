@@ -337,3 +337,20 @@ test('property: isDigest (hand-written, no regex backtracking) agrees with DIGES
   );
   assert.ok(matched > 50, `generator too weak: only ${matched} valid digests`);
 });
+
+test('every error class the package throws on purpose is an AuditError with its typed code', async () => {
+  const { AuditError } = await import('../src/errors.js');
+  const { AuditConfigError, AuditCorruptError, AuditDroppedError } = await import('../src/writer-errors.js');
+  const { TrailIoError } = await import('../src/trail-writer.js');
+  const cases: Array<[Error & { code: string }, string, string]> = [
+    [new AuditConfigError('flush.mode', 'must be immediate'), 'AUDIT_CONFIG', 'AuditConfigError'],
+    [new AuditCorruptError('2026-01-01.audit', 'truncated'), 'AUDIT_CORRUPT', 'AuditCorruptError'],
+    [new AuditDroppedError('auth.success', 'queue full'), 'AUDIT_DROPPED', 'AuditDroppedError'],
+    [new TrailIoError('write', 'ENOSPC', 'x.audit', new Error('no space')), 'AUDIT_IO', 'TrailIoError'],
+  ];
+  for (const [e, code, name] of cases) {
+    assert.ok(e instanceof AuditError, name);
+    assert.equal(e.code, code);
+    assert.equal(e.name, name);
+  }
+});

@@ -3,7 +3,10 @@
  *
  * Encoding (file content or variable value, surrounding whitespace ignored):
  *   - `hex:<hex>` or bare hex (even length), or `base64:<base64>`;
- *   - at least 16 bytes after decoding (32 recommended).
+ *   - at least 16 bytes after decoding (32 recommended);
+ *   - a key FILE may instead hold exactly 32 raw bytes (when its content does not decode as the text
+ *     forms above; text wins when both readings are possible, e.g. 32 hex digits). Files over 4 KiB
+ *     are refused.
  * A key file must be a regular file (not a symlink) readable by its owner only (mode & 0o077 == 0).
  *
  * The key is returned as a {@link MacKey}: a Uint8Array whose `toJSON()` and `util.inspect` output are
@@ -59,6 +62,24 @@ export function parseMacKey(text: string, what: string): MacKey {
   return k;
 }
 
+const MAX_KEY_FILE_BYTES = 4096;
+const TEXT_KEY = /^\s*(?:hex:|base64:)?[0-9A-Za-z+/=]+\s*$/;
+
+/** A key file's bytes: the text forms of {@link parseMacKey}, else exactly 32 raw bytes. */
+function decodeKeyFile(buf: Buffer, what: string): MacKey {
+  const text = buf.toString('latin1');
+  if (TEXT_KEY.test(text)) {
+    try {
+      return parseMacKey(text, what);
+    } catch (e) {
+      if (buf.length !== RAW_KEY_BYTES) throw e;
+    }
+  }
+  if (buf.length === RAW_KEY_BYTES) return MacKey.copyOf(buf);
+  throw new AuditConfigError(what, 'expected hex, hex:/base64: text, or exactly 32 raw bytes');
+}
+const RAW_KEY_BYTES = 32;
+
 /**
  * Loads the MAC key from `{ file }` (must be a regular file with mode 0600 or stricter, not a
  * symlink) or from the environment variable `{ env }`. Throws {@link AuditConfigError}.
@@ -83,9 +104,10 @@ export function loadMacKey(src: MacKeySource): MacKey {
           `mode ${(fst.mode & 0o777).toString(8).padStart(4, '0')} lets group/others access it; chmod 600`,
         );
       }
+      if (fst.size > MAX_KEY_FILE_BYTES) throw new AuditConfigError(what, 'is larger than 4 KiB: not a key');
       const buf = readFileSync(fd);
       try {
-        return parseMacKey(buf.toString('utf8'), what);
+        return decodeKeyFile(buf, what);
       } finally {
         buf.fill(0);
       }

@@ -219,6 +219,13 @@ test('loadMacKey: file must be 0600 (not a symlink), env works, bad keys are ref
     Buffer.alloc(16, 1),
   );
   assert.throws(() => loadMacKey({ env: 'K', environment: {} }), /not set/);
+  // A key file may hold exactly 32 raw bytes (the verifier's --key-file reads files with this function).
+  const raw = join(d, 'raw.key');
+  const rawKey = Buffer.from(Array.from({ length: 32 }, (_, i) => (i * 37 + 200) & 0xff));
+  writeFileSync(raw, rawKey, { mode: 0o600 });
+  assert.deepEqual(Buffer.from(loadMacKey({ file: raw })), rawKey);
+  writeFileSync(raw, rawKey.subarray(0, 31), { mode: 0o600 });
+  assert.throws(() => loadMacKey({ file: raw }), /exactly 32 raw bytes/);
   assert.throws(() => parseMacKey('abcd', 'k'), /at least 16 bytes/);
   assert.throws(
     () => parseMacKey('secret-not-hex-zz', 'k'),

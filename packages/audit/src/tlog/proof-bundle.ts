@@ -59,9 +59,10 @@ export function readCheckpointUnverified(note: string): Checkpoint {
 
 /**
  * Reads a checkpoint argument: a file holding one signed note, or a `checkpoints` file (then the note
- * with the largest tree size is taken, the latest when sizes tie).
+ * with the largest tree size is taken, the latest when sizes tie). With `size`, the (latest) note of
+ * exactly that tree size.
  */
-export function loadCheckpointFile(file: string): string {
+export function loadCheckpointFile(file: string, size?: number): string {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -71,10 +72,10 @@ export function loadCheckpointFile(file: string): string {
       `checkpoint file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`,
     );
   }
-  return latestNote(text, file);
+  return latestNote(text, file, size);
 }
 
-function latestNote(text: string, where: string): string {
+function latestNote(text: string, where: string, want?: number): string {
   let best: { note: string; size: number } | undefined;
   for (const note of splitNotes(text)) {
     let size: number;
@@ -83,9 +84,14 @@ function latestNote(text: string, where: string): string {
     } catch {
       continue;
     }
+    if (want !== undefined && size !== want) continue;
     if (!best || size >= best.size) best = { note, size };
   }
-  if (!best) throw new TlogError('TLOG_CHECKPOINT_INVALID', `${where}: no well-formed checkpoint found`);
+  if (!best) {
+    throw want === undefined
+      ? new TlogError('TLOG_CHECKPOINT_INVALID', `${where}: no well-formed checkpoint found`)
+      : new TlogError('TLOG_BAD_INPUT', `${where}: no checkpoint of size ${want}`);
+  }
   return best.note;
 }
 

@@ -21,8 +21,6 @@ import {
   loadCheckpointFile,
   loadSignerKey,
   loadVerifierKey,
-  readCheckpointUnverified,
-  splitNotes,
   TlogError,
   Transparency,
   type TransparencySource,
@@ -48,26 +46,9 @@ function errText(err: unknown): string {
 function checkpointArg(file: string, size?: string): string {
   if (size === undefined) return loadCheckpointFile(file);
   const want = Number(size);
-  if (!Number.isSafeInteger(want) || want < 0)
+  if (!/^[0-9]{1,16}$/.test(size) || !Number.isSafeInteger(want))
     throw new TlogError('TLOG_BAD_INPUT', `size: must be an integer >= 0, got ${size}`);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new TlogError(
-      'TLOG_IO',
-      `checkpoint file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`,
-    );
-  }
-  const found = splitNotes(text).filter((n) => {
-    try {
-      return readCheckpointUnverified(n).size === want;
-    } catch {
-      return false;
-    }
-  });
-  if (found.length === 0) throw new TlogError('TLOG_BAD_INPUT', `${file}: no checkpoint of size ${want}`);
-  return found.at(-1) as string;
+  return loadCheckpointFile(file, want);
 }
 
 function output(json: unknown, out?: string): void {

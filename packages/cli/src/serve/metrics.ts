@@ -18,11 +18,22 @@
  * | vramseal_http_requests_total                    | counter   | route, status     |
  * | vramseal_auth_failures_total                    | counter   | reason            |
  * | vramseal_rate_limited_total                     | counter   |                   |
+ * platform mode only (the trail ships to a collector, see @vramseal/audit `shipperOf`):
+ * | vramseal_platform_backlog_records               | gauge     |                   |
+ * | vramseal_platform_acked_seq                     | gauge     |                   |
+ * | vramseal_platform_durable_seq                   | gauge     |                   |
+ * | vramseal_platform_records_acked_total           | counter   |                   |
+ * | vramseal_platform_ship_failures_total           | counter   |                   |
+ * | vramseal_platform_consecutive_failures          | gauge     |                   |
+ * | vramseal_platform_last_error_timestamp_seconds  | gauge     | (0: none yet)     |
+ * | vramseal_platform_last_ack_timestamp_seconds    | gauge     | (0: none yet)     |
+ * | vramseal_platform_state                         | gauge     | state (1 current) |
  * plus prom-client's default process metrics with the `vramseal_` prefix.
  *
  * Gauges that mirror other components (VRAM, audit queue, drops) are read at scrape time through
  * the {@link MetricsSources} callbacks, so the hot path does no extra work for them.
  */
+import { shipperOf } from '@vramseal/audit';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface DeviceUsage {
@@ -42,11 +53,53 @@ export interface AuditGauges {
   fsyncMaxMs: number;
 }
 
+/**
+ * The platform shipper's status, as `Shipper.status()` of @vramseal/audit reports it. Only numbers,
+ * times and the state name are exposed: the error text (which may name hosts or paths) never is.
+ */
+export interface PlatformGauges {
+  state: string;
+  ackedSeq: number;
+  durableSeq: number;
+  backlog: number;
+  recordsAcked: number;
+  failures: number;
+  consecutiveFailures: number;
+  /** RFC 3339 times. */
+  lastErrorAt?: string | undefined;
+  lastAckAt?: string | undefined;
+}
+
+/** The shipper's states (ShipperStateName of @vramseal/audit); one `vramseal_platform_state` series each. */
+export const PLATFORM_STATES = [
+  'starting',
+  'idle',
+  'waiting',
+  'shipping',
+  'backoff',
+  'diverged',
+  'stopped',
+] as const;
+
 export interface MetricsSources {
   devices(): Promise<DeviceUsage[]>;
   audit(): AuditGauges;
   shards(): number;
   ready(): boolean;
+  /**
+   * Platform mode: the shipper's status now. When given, the `vramseal_platform_*` metrics are
+   * registered; when absent (local trail), they do not appear at all.
+   */
+  platform?: () => PlatformGauges;
+}
+
+/**
+ * `{ platform }` for {@link MetricsSources} when `logger` (the daemon's AuditLogger) ships its trail to
+ * a collector (platform mode), else `{}`.
+ */
+export function platformSource(logger: object): { platform?: () => PlatformGauges } {
+  const shipper = shipperOf(logger);
+  return shipper ? { platform: () => shipper.status() } : {};
 }
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -61,6 +114,8 @@ export class DaemonMetrics {
   readonly rateLimited: Counter;
   #droppedSeen = 0;
   #fsyncsSeen = 0;
+  #platformAckedSeen = 0;
+  #platformFailuresSeen = 0;
 
   constructor(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -186,9 +241,97 @@ export class DaemonMetrics {
       help: 'Requests refused by the rate limiter',
       registers,
     });
+    if (sources.platform) this.#registerPlatform(sources.platform, registers);
     for (const result of ['ok', 'failed']) this.seals.inc({ result }, 0);
     for (const mode of ['full', 'sample'])
       for (const result of ['ok', 'failed']) this.verifications.inc({ mode, result }, 0);
+  }
+
+  /** The `vramseal_platform_*` metrics, read from the shipper status at scrape time. */
+  #registerPlatform(status: () => PlatformGauges, registers: Registry[]): void {
+    const self = this;
+    const seconds = (iso: string | undefined): number => {
+      const t = iso === undefined ? Number.NaN : Date.parse(iso);
+      return Number.isFinite(t) ? t / 1000 : 0;
+    };
+    new Gauge({
+      name: 'vramseal_platform_backlog_records',
+      help: 'Records durable in the local trail but not yet acknowledged by the collector',
+      registers,
+      collect() {
+        this.set(status().backlog);
+      },
+    });
+    new Gauge({
+      name: 'vramseal_platform_acked_seq',
+      help: 'Last record seq the collector acknowledged with a signed receipt',
+      registers,
+      collect() {
+        this.set(status().ackedSeq);
+      },
+    });
+    new Gauge({
+      name: 'vramseal_platform_durable_seq',
+      help: 'Last record seq durable in the local trail (the spool)',
+      registers,
+      collect() {
+        this.set(status().durableSeq);
+      },
+    });
+    new Counter({
+      name: 'vramseal_platform_records_acked_total',
+      help: 'Records the collector acknowledged since the daemon started',
+      registers,
+      collect() {
+        const now = status().recordsAcked;
+        if (now > self.#platformAckedSeen) this.inc(now - self.#platformAckedSeen);
+        self.#platformAckedSeen = Math.max(self.#platformAckedSeen, now);
+      },
+    });
+    new Counter({
+      name: 'vramseal_platform_ship_failures_total',
+      help: 'Failed attempts to reach or ship to the collector (each retried with backoff)',
+      registers,
+      collect() {
+        const now = status().failures;
+        if (now > self.#platformFailuresSeen) this.inc(now - self.#platformFailuresSeen);
+        self.#platformFailuresSeen = Math.max(self.#platformFailuresSeen, now);
+      },
+    });
+    new Gauge({
+      name: 'vramseal_platform_consecutive_failures',
+      help: 'Failed attempts in a row now (0 once a batch is acknowledged again)',
+      registers,
+      collect() {
+        this.set(status().consecutiveFailures);
+      },
+    });
+    new Gauge({
+      name: 'vramseal_platform_last_error_timestamp_seconds',
+      help: 'Unix time of the last shipping error (0: none since start); the error text is in the logs only',
+      registers,
+      collect() {
+        this.set(seconds(status().lastErrorAt));
+      },
+    });
+    new Gauge({
+      name: 'vramseal_platform_last_ack_timestamp_seconds',
+      help: 'Unix time of the last receipt from the collector (0: none since start)',
+      registers,
+      collect() {
+        this.set(seconds(status().lastAckAt));
+      },
+    });
+    new Gauge({
+      name: 'vramseal_platform_state',
+      help: 'Shipper state: 1 for the current state, 0 for the others (diverged = the collector holds a different record)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const cur = status().state;
+        for (const st of PLATFORM_STATES) this.set({ state: st }, st === cur ? 1 : 0);
+      },
+    });
   }
 
   /** Prometheus text exposition. */

@@ -12,7 +12,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import { clientIp, makeAuthHook, type Recorder, requestPath, safeText } from './auth.js';
-import { DaemonMetrics } from './metrics.js';
+import { DaemonMetrics, platformSource } from './metrics.js';
 import { type ConfineResult, confineModelPath, pinModel } from './paths.js';
 import type { AuditPort, ResidencyPort } from './ports.js';
 import { RateLimiter } from './ratelimit.js';
@@ -170,6 +170,8 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
       },
       shards: () => residency.list().length,
       ready: () => status().status === 'ready',
+      // Platform mode: the shipper attached to the trail (VRAMSEAL_PLATFORM_URL), read at scrape time.
+      ...platformSource(audit),
     },
     { defaultMetrics: opts.defaultMetrics ?? true },
   );

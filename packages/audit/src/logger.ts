@@ -30,9 +30,9 @@ import {
 } from './queue.js';
 import { type RotationOptions, RotationPolicy } from './rotation.js';
 import { WorkerSealer } from './seal-worker.js';
-import { fastCanonicalize, RecordSealer } from './sealer.js';
+import { RecordSealer } from './sealer.js';
 import { FileTrail, TrailIoError } from './trail-writer.js';
-import { validateEvent } from './validate.js';
+import { validateEventJson } from './validate.js';
 import { AuditConfigError } from './writer-errors.js';
 
 export type AuditMode = 'disabled' | 'local' | 'platform';
@@ -372,8 +372,9 @@ export class AuditLogger {
         `audit trail unavailable (fail-closed): ${this.#lastError ?? 'I/O error'}`,
       );
     }
-    const ev = validateEvent(event);
-    const eventJson = fastCanonicalize(ev);
+    const v = validateEventJson(event);
+    const ev = v.event;
+    const eventJson = v.json;
     const critical = isCriticalEvent(ev.type);
     const q = this.#q;
     if (
@@ -428,9 +429,9 @@ export class AuditLogger {
     let eventJson: string;
     let type: string;
     try {
-      const ev = validateEvent(event);
-      type = ev.type;
-      eventJson = fastCanonicalize(ev);
+      const v = validateEventJson(event);
+      type = v.event.type;
+      eventJson = v.json;
     } catch (e) {
       this.#log.error({ err: e, type: event.type }, 'internal audit event failed validation (bug)');
       return;

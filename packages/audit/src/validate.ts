@@ -23,6 +23,7 @@
 import type { TObject, TSchema } from '@sinclair/typebox';
 import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
 import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
+import { canonicalize } from './canonical.js';
 import { AuditValidationError, safeLabel, type ValidationRule } from './errors.js';
 import {
   type AuditEvent,
@@ -121,26 +122,40 @@ const SCHEMA_KEY = /^[a-z_][a-z0-9_]*$/;
 function objShape(keys: Map<string, Shape>): ObjShape {
   const subs: Shape[] = [];
   let cases = '';
-  for (const [key, sub] of keys) {
+  // Each known key's value is read (once, in the input's key order) into a local; the copy is then built
+  // in RFC 8785 key order (UTF-16 code units; schema keys are never array indices), so that
+  // JSON.stringify of a validated event is its canonical JSON (see validateEventJson).
+  const locals = new Map<string, string>();
+  for (const key of keys.keys()) {
     if (!SCHEMA_KEY.test(key)) throw new Error(`validate: unexpected schema key ${key}`);
+    locals.set(key, `v${locals.size}`);
+  }
+  for (const [key, sub] of keys) {
     const q = JSON.stringify(key);
+    const l = locals.get(key) as string;
     const ss = sub.k === K.String ? sub : sub.k === K.Any ? sub.str : undefined;
     const line = ss?.line ?? false;
     const scan = ss?.scan ?? true;
     const max = ss?.max ?? Number.POSITIVE_INFINITY;
     subs.push(sub);
     const onString = ss?.ip
-      ? `out[${q}] = ip(ctx, x, ${q});`
+      ? `${l} = ip(ctx, x, ${q});`
       : scan
-        ? `str(ctx, x, ${line}, ${q}, ${max === Number.POSITIVE_INFINITY ? 'Infinity' : max}); out[${q}] = x;`
-        : `out[${q}] = x;`;
+        ? `str(ctx, x, ${line}, ${q}, ${max === Number.POSITIVE_INFINITY ? 'Infinity' : max}); ${l} = x;`
+        : `${l} = x;`;
     cases +=
       `case ${q}: { const x = o[${q}]; if (typeof x === 'string') { ${onString} }` +
-      ` else if (x !== undefined) out[${q}] = val(ctx, x, subs[${subs.length - 1}], depth, ${q}); break; }\n`;
+      ` else if (x !== undefined) ${l} = val(ctx, x, subs[${subs.length - 1}], depth, ${q}); break; }\n`;
+  }
+  let build = '';
+  for (const key of [...keys.keys()].sort()) {
+    const l = locals.get(key) as string;
+    build += `if (${l} !== undefined) out[${JSON.stringify(key)}] = ${l};\n`;
   }
   const body =
-    'const names = Object.keys(o);\nconst out = {};\nfor (let i = 0; i < names.length; i++) {\n' +
-    `const k = names[i];\nswitch (k) {\n${cases}default: unknownKey(ctx, k);\n}\n}\nreturn out;`;
+    `let ${[...locals.values()].join(', ')};\n` +
+    'const names = Object.keys(o);\nfor (let i = 0; i < names.length; i++) {\n' +
+    `const k = names[i];\nswitch (k) {\n${cases}default: unknownKey(ctx, k);\n}\n}\nconst out = {};\n${build}return out;`;
   // Generated from our own schemas only (keys checked above); never from input.
   const make = new Function(
     'str',
@@ -264,6 +279,11 @@ interface Ctx {
   path: (string | number)[];
   chars: number;
   values: number;
+  /**
+   * False once a free-form object had a key that may be an array index (starts with a digit): JavaScript
+   * enumerates such keys first, so JSON.stringify would not give RFC 8785 key order.
+   */
+  jsonOrder: boolean;
 }
 
 function fail(ctx: Ctx, rule: ValidationRule, detail: string, path = ctx.path): never {
@@ -422,20 +442,45 @@ function copyArray(ctx: Ctx, a: unknown[], items: Shape, depth: number): unknown
   return out;
 }
 
-/** Copies a free-form object (changes{}, query{}, or a value inside one): any keys but the forbidden ones. */
+/**
+ * Copies a free-form object (changes{}, query{}, or a value inside one): any keys but the forbidden ones.
+ * Keys are checked in the input's order; the copy holds them in RFC 8785 order (UTF-16 code units).
+ */
 function copyFreeForm(ctx: Ctx, o: object, values: Shape, depth: number): Record<string, unknown> {
   const names = Object.keys(o);
-  if (names.length > MAX_KEYS_PER_OBJECT)
-    fail(ctx, 'max-properties', `more than ${MAX_KEYS_PER_OBJECT} keys`);
+  const n = names.length;
+  if (n > MAX_KEYS_PER_OBJECT) fail(ctx, 'max-properties', `more than ${MAX_KEYS_PER_OBJECT} keys`);
+  let sorted = true;
+  for (let i = 1; i < n; i++) {
+    if ((names[i - 1] as string) > (names[i] as string)) {
+      sorted = false;
+      break;
+    }
+  }
   const out: Record<string, unknown> = {};
-  for (let i = 0; i < names.length; i++) {
+  const vals: unknown[] | null = sorted ? null : new Array<unknown>(n);
+  for (let i = 0; i < n; i++) {
     const k = names[i] as string;
     ctx.path.push(k);
     if (FORBIDDEN_KEYS.has(k)) fail(ctx, 'forbidden-key', `key ${k} is not allowed (prototype pollution)`);
     checkString(ctx, k, true, 'key');
+    const c = k.charCodeAt(0);
+    if (c >= 0x30 && c <= 0x39) ctx.jsonOrder = false;
     const x = (o as Record<string, unknown>)[k];
-    if (x !== undefined) out[k] = copyValue(ctx, x, values, depth);
+    const y = x === undefined ? undefined : copyValue(ctx, x, values, depth);
+    if (vals !== null) vals[i] = y;
+    else if (y !== undefined) out[k] = y;
     ctx.path.pop();
+  }
+  if (vals !== null) {
+    const order = new Array<number>(n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    order.sort((a, b) => ((names[a] as string) < (names[b] as string) ? -1 : 1)); // keys are distinct
+    for (let j = 0; j < n; j++) {
+      const i = order[j] as number;
+      const y = vals[i];
+      if (y !== undefined) out[names[i] as string] = y;
+    }
   }
   return out;
 }
@@ -456,6 +501,30 @@ const COMPILED: ReadonlyMap<string, Compiled> = new Map(
  * @throws {AuditValidationError} naming the event type, the field path and the rule.
  */
 export function validateEvent(input: unknown): AuditEvent {
+  return validate(input, null);
+}
+
+/** A validated event and its RFC 8785 canonical JSON. */
+export interface ValidatedEvent {
+  event: AuditEvent;
+  /** `canonicalize(event)`, computed without a second walk where possible. */
+  json: string;
+}
+
+/**
+ * {@link validateEvent}, also returning the event's RFC 8785 canonical JSON. The copy is built with its
+ * keys in RFC 8785 order, so its canonical JSON is `JSON.stringify(copy)` (same string escaping and
+ * number formatting as RFC 8785 §3.2.2) unless a free-form key may be an array index, which JavaScript
+ * would enumerate first; then {@link canonicalize} is used.
+ * @throws {AuditValidationError} naming the event type, the field path and the rule.
+ */
+export function validateEventJson(input: unknown): ValidatedEvent {
+  const out: ValidatedEvent = { event: undefined as unknown as AuditEvent, json: '' };
+  out.event = validate(input, out);
+  return out;
+}
+
+function validate(input: unknown, withJson: ValidatedEvent | null): AuditEvent {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new AuditValidationError(
       '<not-an-object>',
@@ -483,7 +552,7 @@ export function validateEvent(input: unknown): AuditEvent {
       type === undefined ? '<missing>' : typeof type === 'string' ? safeLabel(type) : `<${typeof type}>`;
     throw new AuditValidationError(label, 'type', 'unknown-event-type', 'not a known audit event type');
   }
-  const ctx: Ctx = { type: type as string, path: [], chars: 0, values: 0 };
+  const ctx: Ctx = { type: type as string, path: [], chars: 0, values: 0, jsonOrder: true };
   let copy: Record<string, unknown>;
   try {
     checkPlain(ctx, input);
@@ -502,6 +571,7 @@ export function validateEvent(input: unknown): AuditEvent {
   // The copy's `type` was read again by the walk; make sure it is the one we dispatched on.
   if (copy.type !== type) fail(ctx, 'unknown-event-type', '`type` changed while being read', ['type']);
   if (!c.fast.Check(copy)) explain(ctx, c, copy);
+  if (withJson !== null) withJson.json = ctx.jsonOrder ? JSON.stringify(copy) : canonicalize(copy);
   return copy as unknown as AuditEvent;
 }
 

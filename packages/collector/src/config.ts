@@ -3,7 +3,12 @@
  * public keys, and the bearer tokens of the query API — stored as SHA-256 hashes, never in clear.
  *
  * {
- *   "providers": { "gpu-provider-1": { "public_keys": ["<base64 raw Ed25519 key>" | "<SPKI PEM>"] } },
+ *   "providers": { "gpu-provider-1": {
+ *       "public_keys": ["<base64 raw Ed25519 key>" | "<SPKI PEM>"],
+ *       // optional (checkpoint witness): the trail's transparency keys and checkpoint origin
+ *       "checkpoint_keys": ["<C2SP verifier key: name+id+base64>"],
+ *       "checkpoint_origin": "vramseal/worker-1"
+ *   } },
  *   "tokens": [
  *     { "name": "acme-portal", "sha256": "<hex SHA-256 of the token>", "role": "customer", "customer_id": "cust-acme" },
  *     { "name": "alice",       "sha256": "<hex>", "role": "admin" },
@@ -13,7 +18,7 @@
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { keyId, parsePublicKey } from '@vramseal/audit';
+import { keyId, parsePublicKey, parseVerifierKey, type VerifierKey } from '@vramseal/audit';
 import { CollectorError } from './errors.js';
 
 export type Role = 'admin' | 'customer' | 'provider';
@@ -25,9 +30,20 @@ export interface Principal {
   providerId?: string;
 }
 
+/** A provider's registered transparency (checkpoint) keys and the origin its checkpoints must name. */
+export interface CheckpointRegistration {
+  origin: string;
+  keys: VerifierKey[];
+}
+
 export interface CollectorKeys {
   /** provider id → (key id → public key). */
   providers: Map<string, Map<string, KeyObject>>;
+  /**
+   * provider id → checkpoint keys + origin, for providers registered as witnessed (optional: a keys
+   * file without `checkpoint_keys` stays valid; such providers cannot submit checkpoints).
+   */
+  checkpoints?: Map<string, CheckpointRegistration>;
   /** hex SHA-256 of a token → principal. */
   tokens: Map<string, Principal>;
 }
@@ -45,12 +61,18 @@ export function parseKeys(doc: unknown): CollectorKeys {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) fail('<root>', 'must be an object');
   const d = doc as { providers?: unknown; tokens?: unknown };
   const providers = new Map<string, Map<string, KeyObject>>();
+  const checkpoints = new Map<string, CheckpointRegistration>();
   const ps = d.providers ?? {};
   if (typeof ps !== 'object' || ps === null || Array.isArray(ps)) fail('providers', 'must be an object');
   for (const [id, v] of Object.entries(ps as Record<string, unknown>)) {
     if (!PROVIDER_RE.test(id))
       fail(`providers[${JSON.stringify(id.slice(0, 40))}]`, `id must match ${PROVIDER_ID_PATTERN}`);
-    const p = v as { public_keys?: unknown; public_key?: unknown };
+    const p = v as {
+      public_keys?: unknown;
+      public_key?: unknown;
+      checkpoint_keys?: unknown;
+      checkpoint_origin?: unknown;
+    };
     const list = p?.public_keys ?? (p?.public_key === undefined ? undefined : [p.public_key]);
     if (!Array.isArray(list) || list.length === 0)
       fail(`providers.${id}.public_keys`, 'must be a non-empty array');
@@ -66,6 +88,8 @@ export function parseKeys(doc: unknown): CollectorKeys {
       keys.set(keyId(key), key);
     });
     providers.set(id, keys);
+    if (p.checkpoint_keys !== undefined || p.checkpoint_origin !== undefined)
+      checkpoints.set(id, parseCheckpointRegistration(id, p.checkpoint_keys, p.checkpoint_origin));
   }
   const tokens = new Map<string, Principal>();
   const ts = d.tokens ?? [];
@@ -90,7 +114,33 @@ export function parseKeys(doc: unknown): CollectorKeys {
     if (tokens.has(t.sha256)) fail(`${at}.sha256`, 'duplicates another token');
     tokens.set(t.sha256, p);
   });
-  return { providers, tokens };
+  return { providers, tokens, checkpoints };
+}
+
+function parseCheckpointRegistration(id: string, list: unknown, origin: unknown): CheckpointRegistration {
+  if (!Array.isArray(list) || list.length === 0)
+    fail(`providers.${id}.checkpoint_keys`, 'must be a non-empty array of C2SP verifier keys');
+  if (
+    typeof origin !== 'string' ||
+    origin.length === 0 ||
+    origin.length > 256 ||
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting them is the point (C2SP signed-note)
+    /[\u0000-\u001f\u007f]/.test(origin)
+  )
+    fail(
+      `providers.${id}.checkpoint_origin`,
+      'is required with checkpoint_keys: the origin line of its checkpoints (1-256 characters, no control characters)',
+    );
+  const keys: VerifierKey[] = [];
+  list.forEach((k, i) => {
+    if (typeof k !== 'string') fail(`providers.${id}.checkpoint_keys[${i}]`, 'must be a string');
+    try {
+      keys.push(parseVerifierKey(k));
+    } catch (err) {
+      fail(`providers.${id}.checkpoint_keys[${i}]`, (err as Error).message);
+    }
+  });
+  return { origin, keys };
 }
 
 export function loadKeysFile(file: string): CollectorKeys {

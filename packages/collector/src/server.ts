@@ -6,6 +6,8 @@
  *   GET  /v1/providers/:id/hashes      seq + hash of stored records, for trail comparison (public)
  *   GET  /v1/events                    query API, bearer token; customer tokens see only their customer_id,
  *                                      admin queries need X-Admin-Reason and are recorded first
+ *   POST /v1/providers/:id/checkpoints         signed checkpoint → witnessed + cosigned (witness-routes.ts)
+ *   GET  /v1/providers/:id/checkpoints/latest  latest witnessed checkpoint, cosigned (public)
  *   GET  /v1/collector                 the collector's public key
  *   GET  /healthz                      storage reachable
  */
@@ -17,6 +19,7 @@ import {
   publicKeyToBase64,
   type Receipt,
   type SignedBatch,
+  SignerKey,
   signReceipt,
 } from '@vramseal/audit';
 import Fastify, {
@@ -30,6 +33,8 @@ import { type CollectorKeys, PROVIDER_ID_PATTERN, type Principal, tokenHash } fr
 import { type DropSummary, EventLimiter, type EventLimiterOptions } from './event-limiter.js';
 import { BatchRejection, checkSignature, parseBatchRecords } from './ingest.js';
 import type { AuditStore, EventQuery, MigrateReport } from './store.js';
+import { CheckpointWitness } from './witness.js';
+import { registerWitnessRoutes } from './witness-routes.js';
 
 export interface CollectorServerOptions {
   store: AuditStore;
@@ -50,6 +55,8 @@ export interface CollectorServerOptions {
   migration?: MigrateReport;
   /** Rate limit for security events caused by rejected requests (default 20 per IP per minute). */
   securityEvents?: Omit<EventLimiterOptions, 'now'>;
+  /** C2SP key name of the collector's checkpoint cosignatures (default `vramseal-collector`). */
+  witnessName?: string;
 }
 
 const HEX64 = '^[0-9a-f]{64}$';
@@ -68,6 +75,8 @@ const errorSchema = {
     batch_hash: { type: 'string' },
     index: { type: 'integer' },
     seq: { type: 'integer' },
+    stored_size: { type: 'integer' },
+    computed_root: { type: 'string' },
   },
   required: ['error', 'message'],
 } as const;
@@ -183,6 +192,10 @@ export async function buildCollectorServer(opts: CollectorServerOptions): Promis
   const serviceId = opts.serviceId ?? 'vramseal-collector';
   const collectorKeyId = keyId(opts.signingKey);
   const collectorPublicKey = publicKeyToBase64(opts.signingKey);
+  const witness = new CheckpointWitness(store, {
+    signer: new SignerKey(opts.witnessName ?? 'vramseal-collector', opts.signingKey),
+    now,
+  });
   const app = Fastify({
     bodyLimit: opts.bodyLimit ?? 64 << 20,
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
@@ -605,6 +618,8 @@ export async function buildCollectorServer(opts: CollectorServerOptions): Promis
     },
   );
 
+  registerWitnessRoutes(app, { keys, witness, recordSecurity, now, ipOf, serviceId, errors });
+
   app.get(
     '/v1/collector',
     {
@@ -615,6 +630,7 @@ export async function buildCollectorServer(opts: CollectorServerOptions): Promis
             properties: {
               key_id: { type: 'string' },
               public_key: { type: 'string' },
+              witness_key: { type: 'string' },
               engine: { type: 'string' },
               schema_version: { type: 'integer' },
               privileges: { type: 'string' },
@@ -627,6 +643,7 @@ export async function buildCollectorServer(opts: CollectorServerOptions): Promis
     async () => ({
       key_id: collectorKeyId,
       public_key: collectorPublicKey,
+      witness_key: witness.signer.verifier.toString(),
       engine: store.client.engine,
       schema_version: opts.migration?.schemaVersion ?? 0,
       privileges: opts.migration?.privileges ?? 'unknown',

@@ -32,7 +32,7 @@ for (const engine of ENGINES) {
     });
 
     test('migrations ran and the app role is in force', () => {
-      assert.equal(f.migration.schemaVersion, 1);
+      assert.equal(f.migration.schemaVersion, 2);
       assert.equal(f.migration.privileges, 'enforced', f.migration.privilegesNote);
     });
 

@@ -92,14 +92,39 @@ CREATE TRIGGER schema_migrations_append_only BEFORE UPDATE OR DELETE OR TRUNCATE
   FOR EACH STATEMENT EXECUTE FUNCTION {s}.reject_modification();
 `,
   },
+  {
+    version: 2,
+    name: 'witnessed checkpoints',
+    sql: `
+-- Checkpoints the collector witnessed (POST /v1/providers/:id/checkpoints): each one's root was
+-- recomputed by the collector over the provider's stored records 1..tree_size before it was stored.
+CREATE TABLE {s}.checkpoints (
+  checkpoint_id  bigserial   PRIMARY KEY,
+  provider_id    text        NOT NULL,
+  origin         text        NOT NULL,
+  tree_size      bigint      NOT NULL CHECK (tree_size >= 0),
+  root_hash      text        NOT NULL CHECK (root_hash ~ '^[0-9a-f]{64}$'),
+  note           text        NOT NULL,
+  note_sha256    text        NOT NULL CHECK (note_sha256 ~ '^[0-9a-f]{64}$'),
+  signer_key     text        NOT NULL,
+  cosigned_note  text        NOT NULL,
+  frontier       text[]      NOT NULL,
+  witnessed_at   timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (provider_id, tree_size)
+);
+
+CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {s}.checkpoints
+  FOR EACH STATEMENT EXECUTE FUNCTION {s}.reject_modification();
+`,
+  },
 ];
 
 /** Privileges of the application role, re-applied at every start (idempotent). `{r}` = quoted role. */
 export const GRANTS_SQL = `
 REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM PUBLIC;
-REVOKE ALL ON {s}.records, {s}.batches, {s}.schema_migrations FROM {r};
+REVOKE ALL ON {s}.records, {s}.batches, {s}.checkpoints, {s}.schema_migrations FROM {r};
 GRANT USAGE ON SCHEMA {s} TO {r};
-GRANT SELECT, INSERT ON {s}.records, {s}.batches TO {r};
+GRANT SELECT, INSERT ON {s}.records, {s}.batches, {s}.checkpoints TO {r};
 GRANT SELECT ON {s}.schema_migrations TO {r};
 GRANT SELECT, USAGE ON ALL SEQUENCES IN SCHEMA {s} TO {r};
 GRANT EXECUTE ON FUNCTION {s}.allocate_record_ids(integer) TO {r};

@@ -570,12 +570,12 @@ export class AuditLogger {
   /** Seals unsealed records of `batch` into the chain on this thread, in seq order. */
   #seal(batch: PendingRecord[]): void {
     const sealer = this.#sealer as RecordSealer;
+    const arena = this.#lineArena;
     let prev = this.#chainHash;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i] as PendingRecord;
       if (r.hash !== '') continue;
-      r.setLine(sealer.seal(r.seq, r.auditId, r.time, r.takeEventJson(), prev), this.#lineArena);
-      r.hash = sealer.hash;
+      sealer.sealInto(r, prev, arena);
       prev = r.hash;
     }
     this.#chainHash = prev;

@@ -117,17 +117,51 @@ function jcs(v: unknown): string {
 }
 
 const PREV_MEMBER = ',"prev_hash":"';
+const D = Buffer.byteLength(HASH_DOMAIN);
+
+/**
+ * A queued record as {@link RecordSealer.sealInto} reads and fills it: the event's canonical JSON as
+ * UTF-8 bytes in, the sealed line's bytes (in an arena) and hash out.
+ */
+export interface SealableRecord {
+  readonly seq: number;
+  readonly auditId: string;
+  readonly time: string;
+  /** UTF-8 byte length of the event's canonical JSON. */
+  readonly eventBytes: number;
+  copyEventTo(dst: Buffer, at: number): void;
+  releaseEvent(): void;
+  hash: string;
+  buf: Buffer | null;
+  off: number;
+  len: number;
+}
+
+/** Printable ASCII without `"` and `\`: JSON.stringify would only add the quotes. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** Where sealed lines are appended (see queue.ts EventArena). */
+export interface LineArena {
+  slab: Buffer;
+  off: number;
+  reserve(maxBytes: number): void;
+}
 
 /** Seals records of one trail (one service id, one optional MAC key). */
 export class RecordSealer {
   readonly #serviceId: string;
   readonly #mac: FastMac | null;
-  /** Hash of the record sealed last. */
+  /** `,"service_id":<json>` (RFC 8785 order puts it right after `seq`). */
+  readonly #svcMember: string;
+  /** The last `time` found {@link PLAIN} (times repeat: the writer's clock has millisecond precision). */
+  #plainTime = '';
+  /** Hash of the record sealed last (lowercase hex, or '' before the first). */
   hash = '';
 
   constructor(serviceId: string, macKey?: Uint8Array) {
     this.#serviceId = serviceId;
     this.#mac = macKey ? new FastMac(macKey) : null;
+    this.#svcMember = `,"service_id":${JSON.stringify(serviceId)}`;
     // Self-test against the reference implementation.
     const b = {
       seq: 7,
@@ -144,6 +178,90 @@ export class RecordSealer {
     ) {
       throw new Error('RecordSealer self-test failed');
     }
+    const ev = Buffer.from(b.eventJson);
+    const rec: SealableRecord = {
+      seq: b.seq,
+      auditId: b.audit_id,
+      time: b.time,
+      eventBytes: ev.length,
+      copyEventTo: (dst, at) => {
+        ev.copy(dst, at);
+      },
+      releaseEvent: () => {},
+      hash: '',
+      buf: null,
+      off: 0,
+      len: 0,
+    };
+    const arena: LineArena = {
+      slab: Buffer.alloc(0),
+      off: 0,
+      reserve(n) {
+        if (this.off + n > this.slab.length) {
+          this.slab = Buffer.alloc(n);
+          this.off = 0;
+        }
+      },
+    };
+    this.sealInto(rec, b.prev_hash, arena);
+    if (
+      rec.hash !== ref.hash ||
+      rec.buf === null ||
+      rec.buf.toString('utf8', rec.off, rec.off + rec.len) !== `${ref.line}\n`
+    ) {
+      throw new Error('RecordSealer self-test failed (bytes)');
+    }
+  }
+
+  /**
+   * Seals `r` after `prevHash` working on bytes, straight into `arena`: with G the length of the
+   * `"hash":"…",` (and `"mac":"…",`) members, `HASH_DOMAIN || body` (FORMAT.md §Record) is assembled as
+   * UTF-8 at `start + G - |HASH_DOMAIN|`, the event's JSON bytes copied in as queued (no string round
+   * trip); its one-shot SHA-256 is the hash. The body's head (up to and including the `,` that starts the
+   * `prev_hash` member, which the body has right after the event) is then moved left by G onto the domain
+   * prefix, and the members are written into the gap: the line, in place, with `\n`. Sets `r.hash`,
+   * `r.buf`, `r.off`, `r.len` and {@link hash}; releases the record's event bytes. Same bytes as
+   * {@link seal} (checked at construction).
+   */
+  sealInto(r: SealableRecord, prevHash: string, arena: LineArena): void {
+    // Strings that need no JSON escaping are spliced in as they are (JSON.stringify costs more than the
+    // rest of the line building); the chain's own hash and a repeated time are known to be plain.
+    const id = r.auditId;
+    const time = r.time;
+    const head = PLAIN.test(id)
+      ? `${HASH_DOMAIN}{"audit_id":"${id}","event":`
+      : `${HASH_DOMAIN}{"audit_id":${JSON.stringify(id)},"event":`;
+    if (time !== this.#plainTime) {
+      if (PLAIN.test(time)) this.#plainTime = time;
+    }
+    const tail =
+      (prevHash === this.hash || PLAIN.test(prevHash)) && time === this.#plainTime
+        ? `,"prev_hash":"${prevHash}","seq":${r.seq}${this.#svcMember},"time":"${time}","v":1}\n`
+        : `,"prev_hash":${JSON.stringify(prevHash)},"seq":${r.seq}${this.#svcMember},"time":${JSON.stringify(time)},"v":1}\n`;
+    const evLen = r.eventBytes;
+    const mac = this.#mac;
+    const g = mac === null ? 74 : 147; // `"hash":"<64 hex>",` is 74 bytes, `"mac":"<64 hex>",` 73
+    arena.reserve(g + 3 * (head.length + tail.length) + evLen);
+    const b = arena.slab;
+    const start = arena.off;
+    const at = start + g - D; // where HASH_DOMAIN starts
+    let p = at + b.write(head, at);
+    r.copyEventTo(b, p);
+    p += evLen;
+    const mid = p + 1; // just after the `,` that starts the prev_hash member
+    const end = p + b.write(tail, p); // tail ends with \n, which the hash does not cover
+    const hash = oneShot('sha256', b.subarray(at, end - 1), 'hex');
+    b.copyWithin(start, at + D, mid);
+    const gap = start + (mid - at - D);
+    if (mac === null) b.write(`"hash":"${hash}",`, gap, 'latin1');
+    else b.write(`"hash":"${hash}","mac":"${mac.macOf(hash)}",`, gap, 'latin1');
+    arena.off = end;
+    r.buf = b;
+    r.off = start;
+    r.len = end - start;
+    r.hash = hash;
+    this.hash = hash;
+    r.releaseEvent();
   }
 
   /** Returns the record's line (no newline); its hash is then in {@link hash}. */

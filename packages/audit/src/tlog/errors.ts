@@ -11,7 +11,8 @@ export type TlogErrorCode =
   | 'TLOG_SIGNATURE_INVALID'
   | 'TLOG_KEY_INVALID'
   | 'TLOG_KEY_PERMISSIONS'
-  | 'TLOG_IO';
+  | 'TLOG_IO'
+  | 'TLOG_WITNESS';
 
 export class TlogError extends Error {
   readonly code: TlogErrorCode;

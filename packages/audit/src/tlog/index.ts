@@ -80,4 +80,13 @@ export {
   witnessFileName,
 } from './transparency.js';
 export { LocalTreeHost, type TreeHead, type TreeHost } from './tree-host.js';
+export {
+  type AckSource,
+  attachCheckpointWitness,
+  type CheckpointSource,
+  CheckpointWitnessClient,
+  type WitnessClientOptions,
+  type WitnessClientState,
+  type WitnessClientStatus,
+} from './witness-client.js';
 export { WorkerTreeHost } from './worker-host.js';

@@ -149,6 +149,7 @@ async function runCollector(f: CollectorFlags): Promise<number> {
         const k = loadKeysFile(f.keys as string);
         keys.providers = k.providers;
         keys.tokens = k.tokens;
+        keys.checkpoints = k.checkpoints;
         log.warn({ providers: k.providers.size, tokens: k.tokens.size }, 'keys file reloaded');
       } catch (err) {
         log.error({ err: errorText(err) }, 'keys file reload failed; keeping the previous keys');

@@ -4,7 +4,7 @@ import { FULL, seedFor } from './summary.js';
 import { cleanupTemp } from './trail-io.js';
 
 after(cleanupTemp);
-const ATTEMPTS = FULL ? 60_000 : 3_000;
+const ATTEMPTS = FULL ? 15_000 : 3_000;
 
 test(`disk faults: ${ATTEMPTS} emits under injected ENOSPC/EIO, fail-closed`, async () => {
   await runDiskFaults({ seed: seedFor('disk faults', 903), attempts: ATTEMPTS });

@@ -291,6 +291,32 @@ for (const engine of ENGINES) {
       assert.equal((await get(f.app, '/v1/providers/nobody-here/checkpoints/latest')).status, 404);
     });
 
+    test('concurrent submissions of one checkpoint: one accepted, the others duplicates, one row', async () => {
+      const q = newProvider();
+      register(f.keys, q);
+      f.keys.checkpoints?.set(q.id, { origin: ORIGIN, keys: [signer.verifier] });
+      const t5 = new TrailBuilder();
+      t5.add(9);
+      assert.equal((await post(f.app, batchOf(q, t5.range(1, 9)))).status, 200);
+      const note = checkpointOf(t5, 9, signer);
+      const rs = await Promise.all([1, 2, 3, 4].map(() => submit(note, {}, q.id)));
+      assert.deepEqual(
+        rs.map((r) => r.status),
+        [200, 200, 200, 200],
+      );
+      assert.deepEqual(rs.map((r) => r.body.status).sort(), [
+        'accepted',
+        'duplicate',
+        'duplicate',
+        'duplicate',
+      ]);
+      const rows = (await f.ownerQuery(
+        'SELECT count(*)::int AS n FROM {s}.checkpoints WHERE provider_id = $1',
+        [q.id],
+      )) as Array<{ n: number }>;
+      assert.equal(rows[0]?.n, 1);
+    });
+
     test('append-only: UPDATE and DELETE on checkpoints fail', async () => {
       await assert.rejects(
         f.ownerQuery(`UPDATE {s}.checkpoints SET root_hash = $1`, ['00'.repeat(32)]),

@@ -30,13 +30,13 @@ const MAC_MEMBER = Buffer.from(',"mac":"', 'latin1');
 const QUOTE = 0x22;
 const DOMAIN = Buffer.from(HASH_DOMAIN, 'latin1');
 
-type OneShot = (alg: string, data: Uint8Array, enc: 'hex' | 'buffer') => string | Buffer;
+type OneShot = (alg: string, data: Uint8Array, enc: 'hex' | 'latin1') => string;
 const oneShot: OneShot =
   typeof (crypto as { hash?: unknown }).hash === 'function'
     ? ((crypto as unknown as { hash: OneShot }).hash as OneShot)
     : (alg, data, enc) => {
         const h = crypto.createHash(alg).update(data);
-        return enc === 'hex' ? h.digest('hex') : h.digest();
+        return h.digest(enc === 'hex' ? 'hex' : 'binary');
       };
 
 /** A parsed record whose shape is valid (fields as FORMAT.md §Record types them). */
@@ -80,7 +80,7 @@ function hashBodyParts(line: Buffer, cut: number, resume: number): string {
   if (scratch.length < need) scratch = withDomain(Math.max(need, scratch.length * 2));
   line.copy(scratch, DOMAIN.length, 0, cut);
   line.copy(scratch, DOMAIN.length + cut, resume);
-  return oneShot('sha256', scratch.subarray(0, need), 'hex') as string;
+  return oneShot('sha256', scratch.subarray(0, need), 'hex');
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -161,6 +161,13 @@ export function checkRecordLine(line: Buffer): CheckedRecord | RejectedLine {
   return Object.assign(p as CheckedRecord, { hashOk, computedHash: computed });
 }
 
+/**
+ * Fewest characters from the start of `,"hash":"` to the end of a line in canonical layout:
+ * `,"hash":"` 64 hex `"` `,"prev_hash":"` 64 hex `"` `,"seq":` 1 digit `,"service_id":""` `,"time":""`
+ * `,"v":1}` (empty service id and time).
+ */
+const TAIL_MIN = 9 + 64 + 1 + 14 + 64 + 1 + 7 + 1 + 16 + 10 + 7;
+
 /** A record read by {@link fastCheck}: the event is parsed only when asked for. */
 class LazyRecord implements CheckedRecord {
   readonly hashOk = true;
@@ -207,7 +214,9 @@ function fastCheck(line: Buffer): CheckedRecord | null {
   if (!s.startsWith('{"audit_id":"')) return null;
   const idEnd = s.indexOf('"', 13);
   if (idEnd < 0 || !s.startsWith(',"event":{', idEnd + 1)) return null;
-  const hashAt = s.lastIndexOf(',"hash":"');
+  // In the layout below the hash member starts at least TAIL_MIN characters before the end, so the
+  // backward search can start there (it is the costliest string operation here otherwise).
+  const hashAt = s.lastIndexOf(',"hash":"', s.length - TAIL_MIN);
   if (hashAt <= idEnd || s.charCodeAt(hashAt - 1) !== 0x7d || s.charCodeAt(hashAt + 73) !== QUOTE)
     return null;
   let p = hashAt + 74;
@@ -295,11 +304,13 @@ export class MacChecker {
     if (this.macOf(probe) !== macOf(key, probe)) throw new Error('MacChecker self-test failed');
   }
 
-  /** Lowercase hex HMAC-SHA256(key, MAC_DOMAIN || hash). */
+  /**
+   * Lowercase hex HMAC-SHA256(key, MAC_DOMAIN || hash). The inner digest travels as a latin1 string
+   * (one byte per char), which Node returns much more cheaply than a Buffer.
+   */
   macOf(hash: string): string {
     this.#inner.write(hash, this.#innerMsgAt, 64, 'latin1');
-    const inner = oneShot('sha256', this.#inner, 'buffer') as Buffer;
-    inner.copy(this.#outer, 64);
+    this.#outer.write(oneShot('sha256', this.#inner, 'latin1') as string, 64, 32, 'latin1');
     return oneShot('sha256', this.#outer, 'hex') as string;
   }
 

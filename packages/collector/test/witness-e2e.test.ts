@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +14,8 @@ import {
   AuditLogger,
   attachCheckpointWitness,
   CheckpointWitnessClient,
+  checkAgainstCheckpoint,
+  fetchWitnessedCheckpoint,
   publicKeyToBase64,
   recordLeafHash,
   rootOfLeafHashes,
@@ -177,6 +179,42 @@ for (const engine of ENGINES) {
       assert.equal(w.status().witnessedSize, tl.size);
       await w.stop();
       await log.close();
+
+      // An auditor fetches the witnessed checkpoint (both signatures checked) and checks the trail.
+      const witnessedCp = await fetchWitnessedCheckpoint(url, p.id, {
+        providerKey: signer.verifier,
+        witnessKey,
+        origin: ORIGIN,
+      });
+      assert.ok(witnessedCp);
+      assert.equal(witnessedCp.size, w.status().witnessedSize);
+      assert.equal((await checkAgainstCheckpoint(dir, witnessedCp.note, signer.verifier)).ok, true);
+      // The provider cuts the tail of its trail: the witnessed checkpoint exposes it.
+      const files = readdirSync(dir)
+        .filter((n) => n.endsWith('.audit'))
+        .sort();
+      const last = join(dir, files[files.length - 1] as string);
+      const lines = readFileSync(last, 'utf8').split('\n');
+      writeFileSync(last, `${lines.slice(0, -3).join('\n')}\n`);
+      const cut = await checkAgainstCheckpoint(dir, witnessedCp.note, signer.verifier);
+      assert.equal(cut.ok, false);
+      assert.ok(
+        cut.failures.some((x) => x.kind === 'truncated_trail'),
+        JSON.stringify(cut.failures),
+      );
+      const none = newProvider();
+      register(keys, none);
+      assert.equal(
+        await fetchWitnessedCheckpoint(url, none.id, { providerKey: signer.verifier, witnessKey }),
+        undefined,
+      );
+      await assert.rejects(
+        fetchWitnessedCheckpoint(url, p.id, {
+          providerKey: signer.verifier,
+          witnessKey: SignerKey.generate('vramseal-collector').verifier,
+        }),
+        /not signed by the trusted key vramseal-collector/,
+      );
     });
 
     test('a checkpoint of another history is refused once (final), reported and recorded', async () => {

@@ -85,6 +85,7 @@ export {
   attachCheckpointWitness,
   type CheckpointSource,
   CheckpointWitnessClient,
+  fetchWitnessedCheckpoint,
   type WitnessClientOptions,
   type WitnessClientState,
   type WitnessClientStatus,

@@ -22,7 +22,14 @@ import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BackoffOptions, backoffDelay } from '../platform/backoff.js';
-import { CHECKPOINTS_FILE, openNote, parseCheckpoint, parseNote } from './checkpoint.js';
+import {
+  CHECKPOINTS_FILE,
+  openNote,
+  parseCheckpoint,
+  parseNote,
+  type VerifiedCheckpoint,
+  verifyCheckpoint,
+} from './checkpoint.js';
 import { TlogError } from './errors.js';
 import { VerifierKey } from './keys.js';
 import { loadCheckpointFile } from './proof-bundle.js';
@@ -368,4 +375,43 @@ export function attachCheckpointWitness(
   transparency.on('checkpoint', onCheckpoint);
   client.once('stopped', () => transparency.off?.('checkpoint', onCheckpoint));
   return client;
+}
+
+/**
+ * Fetches the latest checkpoint the collector witnessed for `providerId`
+ * (`GET /v1/providers/:id/checkpoints/latest`) and verifies both signatures: the provider's checkpoint
+ * key and the collector's witness key. The result is the evidence for
+ * `checkAgainstCheckpoint(dir, result.note, providerKey)`: a trail cut short or rewritten after the
+ * collector witnessed it shows as `truncated_trail` / `history_rewritten`. Returns undefined when the
+ * collector witnessed none yet; throws `TLOG_WITNESS` (HTTP) or `TLOG_SIGNATURE_INVALID`.
+ */
+export async function fetchWitnessedCheckpoint(
+  url: string,
+  providerId: string,
+  keys: { providerKey: VerifierKey; witnessKey: VerifierKey; origin?: string },
+  opts: { fetch?: typeof fetch; timeoutMs?: number } = {},
+): Promise<VerifiedCheckpoint | undefined> {
+  const base = url.replace(/\/+$/, '');
+  let res: Response;
+  try {
+    res = await (opts.fetch ?? fetch)(
+      `${base}/v1/providers/${encodeURIComponent(providerId)}/checkpoints/latest`,
+      { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000) },
+    );
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause;
+    throw new TlogError('TLOG_WITNESS', `GET witnessed checkpoint: ${cause?.code ?? (err as Error).message}`);
+  }
+  const body = (await res.json().catch(() => undefined)) as
+    | { error?: string; cosigned_note?: unknown }
+    | undefined;
+  if (res.status === 404 && body?.error === 'NO_CHECKPOINT') return undefined;
+  if (res.status !== 200 || typeof body?.cosigned_note !== 'string')
+    throw new TlogError(
+      'TLOG_WITNESS',
+      `GET witnessed checkpoint: collector answered ${res.status}${body?.error ? ` ${body.error}` : ''}`,
+    );
+  const o = keys.origin === undefined ? {} : { origin: keys.origin };
+  verifyCheckpoint(body.cosigned_note, keys.witnessKey, o);
+  return verifyCheckpoint(body.cosigned_note, keys.providerKey, o);
 }

@@ -145,6 +145,9 @@ after(async () => {
 test('vramseal collector starts on PostgreSQL with the app role, and audit verify --collector agrees / finds divergence', async () => {
   assert.equal(info.engine, 'postgres');
   assert.equal(info.append_only, 'triggers + privileges');
+  // The cosignature key it prints is the one the witness API reports.
+  const about = (await (await fetch(`${info.url}/v1/collector`)).json()) as { witness_key: string };
+  assert.equal((info as unknown as { witness_key: string }).witness_key, about.witness_key);
   const dir = join(work, 'trail');
   const log = await AuditLogger.open({
     mode: 'platform',

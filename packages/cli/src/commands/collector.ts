@@ -10,7 +10,14 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AuditLogger, generateSigningKey, keyId, loadMacKey, publicKeyToBase64 } from '@vramseal/audit';
+import {
+  AuditLogger,
+  generateSigningKey,
+  keyId,
+  loadMacKey,
+  publicKeyToBase64,
+  SignerKey,
+} from '@vramseal/audit';
 import { loadKeysFile, loadOrCreateSigningKey, startCollector } from '@vramseal/collector';
 import type { Command } from 'commander';
 import pino from 'pino';
@@ -139,6 +146,9 @@ async function runCollector(f: CollectorFlags): Promise<number> {
       tokens: keys.tokens.size,
       key_id: keyId(key),
       public_key: publicKeyToBase64(key),
+      // C2SP verifier key of its checkpoint cosignatures (GET /v1/providers/:id/checkpoints/latest)
+      witness_key: new SignerKey('vramseal-collector', key).verifier.toString(),
+      witnessed_providers: keys.checkpoints?.size ?? 0,
       signing_key_created: created,
       trail: trailDir,
     };

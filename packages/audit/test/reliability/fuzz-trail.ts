@@ -73,7 +73,10 @@ function mutate(r: ReturnType<typeof rng>, buf: Buffer, other: Buffer, op: Op): 
     case 'flip': {
       const b = Buffer.from(buf);
       const k = 1 + r.int(8);
-      for (let i = 0; i < k && n > 0; i++) b[r.int(n)] ^= r.int(8) < 4 ? 1 << r.int(8) : 1 + r.int(255);
+      for (let i = 0; i < k && n > 0; i++) {
+        const at = r.int(n);
+        b[at] = (b[at] as number) ^ (r.int(8) < 4 ? 1 << r.int(8) : 1 + r.int(255));
+      }
       return b;
     }
     case 'set': {

@@ -445,7 +445,9 @@ export async function runConcurrency(opts: { seed: number; ops: number }): Promi
         ops.push(
           (r.chance(0.5) ? m.verify(s) : m.verifySample(s, { chunks: 4 })).then(
             () => {},
-            (e) => problems.push(`verify: ${String(e)}`),
+            (e) => {
+              problems.push(`verify: ${String(e)}`);
+            },
           ),
         );
       } else {
@@ -456,7 +458,9 @@ export async function runConcurrency(opts: { seed: number; ops: number }): Promi
             () => {
               sealedBytes -= s.vram_bytes;
             },
-            (e) => problems.push(`release: ${String(e)}`),
+            (e) => {
+              problems.push(`release: ${String(e)}`);
+            },
           ),
         );
       }

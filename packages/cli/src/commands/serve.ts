@@ -26,6 +26,11 @@ interface ServeFlags {
   rateLimit: string;
   rateWindow: string;
   logLevel: string;
+  tlogKey?: string;
+  tlogWitnessDir?: string;
+  checkpointEvery?: string;
+  checkpointInterval?: string;
+  collectorWitnessKey?: string;
 }
 
 export const DEFAULT_PORT = 8477;
@@ -65,6 +70,27 @@ export function register(program: Command): void {
     .option('--rate-limit <n>', 'requests per client IP per window', '600')
     .option('--rate-window <duration>', 'rate-limit window', '60s')
     .option('--log-level <level>', 'pino level: fatal, error, warn, info, debug', 'info')
+    // transparency (issue 8): signed checkpoints of the daemon's trail
+    .option(
+      '--tlog-key <file>',
+      'sign transparency checkpoints of the trail with this key (from audit keygen, mode 0600); default: $VRAMSEAL_TLOG_KEY_FILE',
+    )
+    .option(
+      '--tlog-witness-dir <dir>',
+      'also append each checkpoint to <dir>/<origin>.checkpoints (with --tlog-key)',
+    )
+    .option(
+      '--checkpoint-every <n>',
+      'checkpoint after this many new records (with --tlog-key; default 10000)',
+    )
+    .option(
+      '--checkpoint-interval <duration>',
+      'checkpoint this often when the trail grew (with --tlog-key; default 30s; 0 = only by count and on exit)',
+    )
+    .option(
+      '--collector-witness-key <key>',
+      "platform mode: the collector's witness key (C2SP, base64 or PEM) to check cosignatures; default: $VRAMSEAL_COLLECTOR_WITNESS_KEY, else $VRAMSEAL_COLLECTOR_PUBLIC_KEY",
+    )
     .action(async (f: ServeFlags) => {
       let cfg: DaemonConfig;
       try {
@@ -89,6 +115,16 @@ function toConfig(f: ServeFlags): DaemonConfig {
     throw new UsageError(`--log-level: unknown level ${JSON.stringify(f.logLevel)}`);
   const windowMs = parseDuration('--rate-window', f.rateWindow);
   if (windowMs <= 0) throw new UsageError('--rate-window: must be > 0');
+  const tlogKey = f.tlogKey ?? (process.env.VRAMSEAL_TLOG_KEY_FILE || undefined);
+  if (!tlogKey) {
+    for (const [flag, v] of [
+      ['--tlog-witness-dir', f.tlogWitnessDir],
+      ['--checkpoint-every', f.checkpointEvery],
+      ['--checkpoint-interval', f.checkpointInterval],
+      ['--collector-witness-key', f.collectorWitnessKey],
+    ] as const)
+      if (v !== undefined) throw new UsageError(`${flag}: needs --tlog-key F (or VRAMSEAL_TLOG_KEY_FILE)`);
+  }
   return {
     modelsDir: f.modelsDir as string,
     tokenFile: f.tokenFile as string,
@@ -108,5 +144,21 @@ function toConfig(f: ServeFlags): DaemonConfig {
       f.maxModelBytes === undefined ? undefined : parseBytes('--max-model-bytes', f.maxModelBytes),
     rateLimit: { max: parseIntOption('--rate-limit', f.rateLimit, 1), windowMs },
     logLevel: f.logLevel,
+    transparency: tlogKey
+      ? {
+          keyFile: tlogKey,
+          witnessDir: f.tlogWitnessDir,
+          everyRecords:
+            f.checkpointEvery === undefined
+              ? undefined
+              : parseIntOption('--checkpoint-every', f.checkpointEvery, 1, 1_000_000_000),
+          everyMs:
+            f.checkpointInterval === undefined
+              ? undefined
+              : parseDuration('--checkpoint-interval', f.checkpointInterval),
+          collectorWitnessKey:
+            f.collectorWitnessKey ?? (process.env.VRAMSEAL_COLLECTOR_WITNESS_KEY || undefined),
+        }
+      : undefined,
   };
 }

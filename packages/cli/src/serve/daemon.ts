@@ -13,6 +13,12 @@ import { ManagerResidency } from './residency.js';
 import { buildServer } from './server.js';
 import { installShutdown } from './shutdown.js';
 import { TokenStore } from './tokens.js';
+import {
+  attachDaemonTransparency,
+  type DaemonTransparency,
+  type DaemonTransparencyConfig,
+  loadDaemonSigner,
+} from './transparency.js';
 import { defaultWorkerId, openManager, openTrail, resolveWorkerToken } from './worker.js';
 
 export interface DaemonConfig {
@@ -33,6 +39,8 @@ export interface DaemonConfig {
   maxModelBytes?: number | undefined;
   rateLimit: { max: number; windowMs: number };
   logLevel: string;
+  /** Signed checkpoints for the trail (`--tlog-key`, `$VRAMSEAL_TLOG_KEY_FILE`); off when absent. */
+  transparency?: DaemonTransparencyConfig | undefined;
 }
 
 export async function runDaemon(
@@ -41,9 +49,11 @@ export async function runDaemon(
 ): Promise<number> {
   let modelsDir: string;
   let tokens: TokenStore;
+  let signer: ReturnType<typeof loadDaemonSigner> | undefined;
   try {
     modelsDir = await resolveModelsDir(cfg.modelsDir);
     tokens = await TokenStore.fromFile(cfg.tokenFile);
+    if (cfg.transparency) signer = loadDaemonSigner(cfg.transparency);
   } catch (err) {
     logger.fatal({ err: { message: errorText(err) } }, 'cannot start');
     process.stderr.write(`vramseal serve: ${errorText(err)}\n`);
@@ -55,7 +65,9 @@ export async function runDaemon(
     logger.warn('no --worker-token-file or VRAMSEAL_WORKER_TOKEN: using a random per-process seal key');
 
   let trail: Awaited<ReturnType<typeof openTrail>>;
+  let platform: ReturnType<typeof platformOptionsFromEnv>;
   try {
+    platform = platformOptionsFromEnv();
     trail = await openTrail({
       dir: cfg.auditDir,
       serviceId: workerId,
@@ -64,12 +76,25 @@ export async function runDaemon(
       failClosed: true,
       logger,
       // VRAMSEAL_PLATFORM_URL (+ VRAMSEAL_PROVIDER_ID, VRAMSEAL_PROVIDER_KEY_FILE, …) turns on platform mode.
-      platform: platformOptionsFromEnv(),
+      platform,
     });
   } catch (err) {
     logger.fatal({ err: { message: errorText(err) } }, 'cannot open the audit trail');
     process.stderr.write(`vramseal serve: ${errorText(err)}\n`);
     return 2;
+  }
+
+  // Transparency (issue 8): signed checkpoints of the trail; witnessed by the collector in platform mode.
+  let tlog: DaemonTransparency | undefined;
+  if (cfg.transparency && signer) {
+    try {
+      tlog = await attachDaemonTransparency(trail.logger, signer, cfg.transparency, { platform, logger });
+    } catch (err) {
+      logger.fatal({ err: { message: errorText(err) } }, 'cannot attach transparency to the audit trail');
+      process.stderr.write(`vramseal serve: ${errorText(err)}\n`);
+      await trail.logger.close().catch(() => {});
+      return 2;
+    }
   }
 
   let residency: ManagerResidency;
@@ -97,6 +122,7 @@ export async function runDaemon(
     logger.fatal({ err: { message: errorText(err) } }, 'cannot open the VRAM manager');
     process.stderr.write(`vramseal serve: ${errorText(err)}\n`);
     await trail.logger.close().catch(() => {});
+    await tlog?.stop().catch(() => {});
     return 2;
   }
 
@@ -126,7 +152,11 @@ export async function runDaemon(
         run: () => daemon.close(),
       },
       { name: 'release every shard', run: () => residency.close() },
+      // Closing the trail writes the final signed checkpoint (Transparency follows the logger's 'close').
       { name: 'flush and close the audit trail', run: () => trail.logger.close() },
+      ...(tlog
+        ? [{ name: 'stop the checkpoint witness', run: () => (tlog as DaemonTransparency).stop() }]
+        : []),
     ],
   });
 
@@ -150,6 +180,7 @@ export async function runDaemon(
     process.stderr.write(`vramseal serve: cannot listen on ${cfg.host}:${cfg.port}: ${errorText(err)}\n`);
     await residency.close().catch(() => {});
     await trail.logger.close().catch(() => {});
+    await tlog?.stop().catch(() => {});
     return 2;
   }
   // Keep running; the shutdown handler exits the process.

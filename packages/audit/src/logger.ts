@@ -593,6 +593,10 @@ export class AuditLogger {
       r.buf = null; // the line's bytes are on disk: let the slab go
     }
     if (!r) return;
+    // A write succeeded: the trail is writable again. Say so before any receipt or flush() waiter
+    // resumes (they run as microtasks after this returns), so a caller that awaited flush() after an
+    // outage sees health() 'ok' and a fail-closed emit() accepted at once.
+    if (this.#unavailable) this.#onWritable();
     this.#lastSeq = r.seq;
     this.#lastHash = r.hash;
     this.#s.written += n;

@@ -15,6 +15,10 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { GENESIS_HASH } from './record.js';
 import { checkRecordLine, MacChecker } from './record-check.js';
+import { checkAgainstCheckpoint } from './tlog/check-checkpoint.js';
+import { CHECKPOINTS_FILE } from './tlog/checkpoint.js';
+import type { VerifierKey } from './tlog/keys.js';
+import { latestTrailCheckpoint } from './tlog/proof-bundle.js';
 import { DEFAULT_MAX_LINE_BYTES, type FileScan, scanTrailFile } from './trail-reader.js';
 import { type RecordLite, type ScanJob, VerifyPool } from './verify-pool.js';
 
@@ -47,7 +51,13 @@ export type VerifyFailureKind =
   /** A line that is not a record (not UTF-8, not JSON, wrong field types, over the line cap). */
   | 'unparsable_line'
   /** A file could not be read (permission, I/O error, not a regular file, corrupt gzip stream). */
-  | 'io_error';
+  | 'io_error'
+  /** With `publicKey`: the trail holds fewer records than a signed checkpoint commits to. */
+  | 'truncated_trail'
+  /** With `publicKey`: the records no longer hash to a signed checkpoint's root (chain recomputed end to end). */
+  | 'history_rewritten'
+  /** With `publicKey`: no checkpoint, or one that does not parse or whose signature does not verify. */
+  | 'checkpoint_invalid';
 
 /** One failure. `file`, `line` and `seq` are null where they do not apply. */
 export interface VerifyFailure {
@@ -91,6 +101,17 @@ export interface VerifyOptions {
    * idle (1-minute load average ≤ CPUs − 1), else 0.
    */
   concurrency?: number;
+  /**
+   * Transparency (TRANSPARENCY.md): the checkpoint signer's public key. The trail is then also checked
+   * against a signed checkpoint — `checkpoint` when given (e.g. a witnessed copy kept elsewhere), else
+   * the latest one in the trail's own `checkpoints` file — which catches what a hash chain alone cannot:
+   * a tail cut off (`truncated_trail`) and a history rewritten end to end (`history_rewritten`).
+   */
+  publicKey?: VerifierKey;
+  /** A signed checkpoint note (C2SP tlog-checkpoint) to check against; needs `publicKey`. */
+  checkpoint?: string;
+  /** Expected checkpoint origin line; any origin when absent. */
+  checkpointOrigin?: string;
 }
 
 export interface VerifyReport {
@@ -990,6 +1011,9 @@ export async function verifyTrail(dir: string, opts: VerifyOptions = {}): Promis
     });
   }
 
+  if (opts.publicKey) await checkCheckpoint(dir, opts, log);
+  else if (opts.checkpoint !== undefined) throw new TypeError('verifyTrail: checkpoint needs publicKey');
+
   const failures = log.sorted();
   return {
     ok: log.total === 0,
@@ -1006,6 +1030,29 @@ export async function verifyTrail(dir: string, opts: VerifyOptions = {}): Promis
     failuresOmitted: log.omitted,
     durationMs: performance.now() - t0,
   };
+}
+
+/** Adds the failures of the trail against its (given or latest own) signed checkpoint. */
+async function checkCheckpoint(dir: string, opts: VerifyOptions, log: FailureLog): Promise<void> {
+  let note = opts.checkpoint;
+  if (note === undefined) {
+    try {
+      note = latestTrailCheckpoint(dir);
+    } catch (e) {
+      log.add({
+        kind: 'checkpoint_invalid',
+        file: CHECKPOINTS_FILE,
+        line: null,
+        seq: null,
+        message: `no usable signed checkpoint in the trail: ${(e as Error).message}`,
+      });
+      return;
+    }
+  }
+  const r = await checkAgainstCheckpoint(dir, note, opts.publicKey as VerifierKey, {
+    ...(opts.checkpointOrigin !== undefined ? { origin: opts.checkpointOrigin } : {}),
+  });
+  for (const f of r.failures) log.add(f);
 }
 
 function code2kind(problem: string): VerifyFailureKind {

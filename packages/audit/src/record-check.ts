@@ -323,3 +323,15 @@ export class MacChecker {
     return '[MacChecker]';
   }
 }
+
+const V_END = Buffer.from(',"v":1}', 'latin1');
+/** How many records an unparsable line may hold (lines glued together by a lost `\n`). */
+export function countRecordEnds(b: Buffer): number {
+  let n = 0;
+  let at = b.indexOf(V_END);
+  while (at >= 0 && n < 1_000_000) {
+    n++;
+    at = b.indexOf(V_END, at + V_END.length);
+  }
+  return n;
+}

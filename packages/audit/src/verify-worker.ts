@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { constants as C } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
-import { checkRecordLine, MacChecker } from './record-check.js';
+import { checkRecordLine, countRecordEnds, MacChecker } from './record-check.js';
 import { LineSplitter, openTrailStream } from './trail-reader.js';
 
 /** Flags of one entry. */
@@ -55,7 +55,6 @@ const SLICE = 64 * 1024;
 const ZERO64 = '0'.repeat(64);
 const FILE_DELETED = Buffer.from('"type":"audit.file_deleted"');
 const MAX_IN_FLIGHT = 8;
-const V_END = Buffer.from(',"v":1}', 'latin1');
 
 function newBatch(): WorkerBatch {
   return {
@@ -72,16 +71,6 @@ function newBatch(): WorkerBatch {
     lastTimeAt: -1,
     extra: {},
   };
-}
-
-function recordEnds(b: Buffer): number {
-  let n = 0;
-  let at = b.indexOf(V_END);
-  while (at >= 0 && n < 1_000_000) {
-    n++;
-    at = b.indexOf(V_END, at + V_END.length);
-  }
-  return n;
 }
 
 const port = parentPort;
@@ -126,7 +115,7 @@ if (port) {
           if ('reason' in r) {
             b.kind[i] = K_BAD;
             b.flags[i] = terminated ? F_TERMINATED : 0;
-            b.num[i] = recordEnds(bytes);
+            b.num[i] = countRecordEnds(bytes);
             b.extra[i] = { reason: r.reason };
             hashes.push(ZERO64);
             prevs.push(ZERO64);

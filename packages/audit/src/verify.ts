@@ -14,7 +14,7 @@ import { type FileHandle, lstat, open, readdir } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { GENESIS_HASH } from './record.js';
-import { checkRecordLine, MacChecker } from './record-check.js';
+import { checkRecordLine, countRecordEnds, MacChecker } from './record-check.js';
 import { checkAgainstCheckpoint } from './tlog/check-checkpoint.js';
 import { CHECKPOINTS_FILE } from './tlog/checkpoint.js';
 import type { VerifierKey } from './tlog/keys.js';
@@ -1057,18 +1057,6 @@ async function checkCheckpoint(dir: string, opts: VerifyOptions, log: FailureLog
 
 function code2kind(problem: string): VerifyFailureKind {
   return problem.startsWith('gzip') ? 'checksum_mismatch' : 'io_error';
-}
-
-const V_END = Buffer.from(',"v":1}', 'latin1');
-/** How many records an unparsable line may hold (lines glued together by a lost `\n`). */
-function countRecordEnds(b: Buffer): number {
-  let n = 0;
-  let at = b.indexOf(V_END);
-  while (at >= 0 && n < 1_000_000) {
-    n++;
-    at = b.indexOf(V_END, at + V_END.length);
-  }
-  return n;
 }
 
 /** End-of-file checks: truncation, the `.sha256` sidecar, and the manifest entry's fields. */

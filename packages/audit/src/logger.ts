@@ -19,6 +19,7 @@ import { type AuditFs, nodeFs } from './fs.js';
 import { MacKey } from './mac-key.js';
 import type { Manifest } from './manifest.js';
 import type { PlatformOptions } from './platform/attach.js';
+import type { Shipper, ShipperStatus } from './platform/shipper.js';
 import {
   type AuditReceipt,
   type AwaitTracker,
@@ -108,6 +109,8 @@ export interface AuditHealth {
   /** Events dropped and not yet recorded as `audit.events_dropped`. */
   droppedPending: number;
   closed: boolean;
+  /** Platform mode: the shipper's status (backlog, last acknowledged seq, last error). */
+  platform?: ShipperStatus;
 }
 
 export interface AuditStats {
@@ -182,6 +185,8 @@ export class AuditLogger {
   readonly #macKey: MacKey | undefined;
   readonly #sealer: RecordSealer | null;
   #workerSealer: WorkerSealer | null = null;
+  /** Platform mode: the shipper attached at open (stopped on close, before the lock is released). */
+  #shipper: Shipper | null = null;
   #sealInFlight: Promise<void> | null = null;
   readonly #flushMode: number;
   readonly #batchEvents: number;
@@ -329,7 +334,7 @@ export class AuditLogger {
     if (o.mode === 'platform' && o.platform) {
       try {
         const { attachShipper } = await import('./platform/attach.js');
-        await attachShipper(logger, o.platform);
+        logger.#shipper = await attachShipper(logger, o.platform);
       } catch (e) {
         await logger.close().catch(() => {});
         throw e;
@@ -744,6 +749,7 @@ export class AuditLogger {
     };
     if (this.#lastError !== undefined && this.#unavailable) h.lastError = this.#lastError;
     else if (this.#closed) h.lastError = 'closed';
+    if (this.#shipper) h.platform = this.#shipper.status();
     return h;
   }
 
@@ -836,6 +842,10 @@ export class AuditLogger {
     } catch (e) {
       this.#log.error({ err: e }, "an audit 'close' listener threw");
     }
+    // The shipper reads the trail and owns platform-state.json: let it finish before the lock goes.
+    await this.#shipper
+      ?.stop()
+      .catch((e) => this.#log.error({ err: errInfo(e) }, 'platform shipper stop failed'));
     await trail.releaseLock().catch((e) => {
       failure ??= e;
     });

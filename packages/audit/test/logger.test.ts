@@ -303,7 +303,14 @@ test("mode 'platform' attaches the platform shipper to the local trail and stops
   const shipper = shipperOf(log);
   assert.ok(shipper, 'shipper attached');
   await log.emit(routine()).durable;
+  // health() carries the shipper's status: the record is durable locally, not yet acknowledged.
+  const h = log.health();
+  assert.equal(h.platform?.ackedSeq, 0);
+  assert.equal(h.platform?.durableSeq, 1);
+  assert.equal(h.platform?.backlog, 1);
   await log.close();
+  // close() stops the shipper before it releases the lock.
+  assert.equal(shipper.status().state, 'stopped');
   assert.equal((await readTrail(dir)).length, 1, 'records are written locally first');
 });
 

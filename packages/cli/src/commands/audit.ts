@@ -36,6 +36,10 @@ import {
   collectorCheck,
   collectorJson,
   collectorLine,
+  type WitnessCheck,
+  witnessCheck,
+  witnessJson,
+  witnessLine,
 } from './audit/collector-check.js';
 import { readKeyFile } from './audit/key-file.js';
 import {
@@ -127,13 +131,14 @@ function registerVerify(audit: Command): void {
     .option('--provider <id>', 'provider id of this trail at the collector')
     .option(
       '--collector-key <key>',
-      'collector public key (base64, PEM, or a file) to check its signed head',
+      'collector public key (base64, PEM, its C2SP witness_key, or a file) to check its signed head and checkpoint cosignature',
     );
   addCheckpointOptions(verify) // transparency (issue 8): --checkpoint F --public-key K
     .action(async (dir: string, o: VerifyFlags) => {
       guardStdout();
       let report: VerifyReport;
       let remote: Awaited<ReturnType<typeof collectorCheck>>;
+      let witness: WitnessCheck | undefined;
       let bar: ProgressBar | null = null;
       try {
         const macKey = o.keyFile ? readKeyFile(o.keyFile) : undefined;
@@ -149,8 +154,18 @@ function registerVerify(audit: Command): void {
         });
         (bar as ProgressBar | null)?.done();
         remote = await collectorCheck(dir, o);
+        // ── the trail against the collector's latest witnessed checkpoint (--public-key: provider key) ──
+        witness = await witnessCheck(dir, o);
+        if (witness) {
+          report.failures.push(...(witness.failures as unknown as VerifyFailure[]));
+          report.ok &&= witness.ok;
+        }
         // ── transparency (issue 8): the trail against a signed checkpoint (truncation, rewrites) ──
-        const cp = await verifyAgainstCheckpoint(dir, o);
+        // (with --collector and no --checkpoint, --public-key is the witnessed checkpoint's key only)
+        const cp = await verifyAgainstCheckpoint(
+          dir,
+          o.collector && !o.checkpoint ? { ...o, publicKey: undefined } : o,
+        );
         if (cp) {
           report.failures.push(...(cp.failures as unknown as VerifyFailure[]));
           report.ok &&= cp.ok;
@@ -173,10 +188,12 @@ function registerVerify(audit: Command): void {
       if (o.json) {
         const doc = verifyJson(report);
         if (remote) doc.collector = collectorJson(remote);
+        if (remote && witness) (doc.collector as Record<string, unknown>).witness = witnessJson(witness);
         process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
         return;
       }
       if (remote) process.stdout.write(`${collectorLine(remote)}\n`);
+      if (witness) process.stdout.write(`${witnessLine(witness)}\n`);
       const s = styleFor(process.stdout);
       const span =
         report.firstSeq !== null

@@ -130,10 +130,21 @@ after(async () => {
 });
 
 /** The CLI as a child process; asynchronous, since the collector runs in this process's event loop. */
-async function verify(dir: string, extra: string[]) {
+async function verify(dir: string, extra: string[], json = true) {
   const child = spawn(
     process.execPath,
-    [...NODE_ARGS, 'audit', 'verify', dir, '--collector', url, '--provider', providerId, '--json', ...extra],
+    [
+      ...NODE_ARGS,
+      'audit',
+      'verify',
+      dir,
+      '--collector',
+      url,
+      '--provider',
+      providerId,
+      ...(json ? ['--json'] : []),
+      ...extra,
+    ],
     { cwd: REPO, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stdout = '';
@@ -146,6 +157,7 @@ async function verify(dir: string, extra: string[]) {
   });
   const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const r = { status, stdout, stderr };
+  if (!json) return { status, doc: undefined as never, kinds: [], text: stdout + stderr };
   let doc: {
     ok: boolean;
     failures: { kind: string; message: string }[];
@@ -184,6 +196,12 @@ test('intact trail: agrees with the witnessed checkpoint (both signatures checke
   assert.equal(w.tree_size, witnessedSize);
   assert.equal(w.witness_key_pinned, true);
   assert.equal(w.provider_signature_checked, true);
+  // The C2SP witness_key the collector prints pins the same key (and checks the receipt as well).
+  const info = (await (await fetch(`${url}/v1/collector`)).json()) as { witness_key: string };
+  const c2sp = await verify(trail, ['--public-key', pubFile, '--collector-key', info.witness_key]);
+  assert.equal(c2sp.status, 0, c2sp.text);
+  assert.equal(c2sp.doc.collector.witness?.witness_key_pinned, true);
+  assert.equal((c2sp.doc.collector as { receipt_verified?: unknown }).receipt_verified, true);
   // Without keys the collector's announced witness key is used (and reported as not pinned).
   const loose = await verify(trail, []);
   assert.equal(loose.status, 0, loose.text);
@@ -197,6 +215,11 @@ test('a trail cut short below the witnessed size: truncated_trail, exit 1', asyn
   assert.equal(r.status, 1, r.text);
   assert.ok(r.kinds.includes('truncated_trail'), r.kinds.join(','));
   assert.equal(r.doc.collector.witness?.ok, false);
+  // The human report names the failure and the witness line.
+  const human = await verify(dir, ['--public-key', pubFile], false);
+  assert.equal(human.status, 1, human.text);
+  assert.match(human.text, /witnessed checkpoint: FAILS/);
+  assert.match(human.text, /truncated_trail/);
 });
 
 test('a record rewritten after witnessing: history_rewritten, exit 1', async () => {

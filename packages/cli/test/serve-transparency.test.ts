@@ -7,12 +7,22 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
+  checkAgainstCheckpoint,
   loadCheckpointFile,
   loadVerifierKey,
   splitNotes,
@@ -198,6 +208,10 @@ test('serve --tlog-key: checkpoints while running, a final one on SIGTERM covers
   ]);
   assert.equal(ok.status, 0, ok.stdout + ok.stderr);
 
+  // (a copy of the intact, closed trail for the --tlog-rebuild test below)
+  cpSync(root, join(tmp, 'rebuild'), { recursive: true });
+  rebuildReady = { keyFile, pubFile };
+
   // Cut the trail's last record: the final checkpoint exposes it.
   const files = readdirSync(auditDir)
     .filter((f) => f.endsWith('.audit'))
@@ -219,6 +233,66 @@ test('serve --tlog-key: checkpoints while running, a final one on SIGTERM covers
   assert.equal(cut.status, 1, cut.stdout + cut.stderr);
   const kinds = (JSON.parse(cut.stdout) as { failures: { kind: string }[] }).failures.map((f) => f.kind);
   assert.ok(kinds.includes('truncated_trail'), kinds.join(','));
+});
+
+let rebuildReady: { keyFile: string; pubFile: string } | undefined;
+
+test('serve --tlog-key: a damaged stored tree stops the start with a hint; --tlog-rebuild rebuilds it', async () => {
+  assert.ok(rebuildReady, 'needs the trail of the first test');
+  const { keyFile, pubFile } = rebuildReady;
+  const root = join(tmp, 'rebuild');
+  const auditDir = join(root, 'audit');
+  const args = [
+    'serve',
+    '--models-dir',
+    join(root, 'models'),
+    '--token-file',
+    join(root, 'tokens'),
+    '--audit-dir',
+    auditDir,
+    '--port',
+    '0',
+    '--worker-id',
+    'tlog-w1',
+    '--tlog-key',
+    keyFile,
+  ];
+  writeFileSync(join(auditDir, 'tlog', 'state.json'), '{"v":1,"size":');
+  const refused = cli(args);
+  assert.equal(refused.status, 2, refused.stdout + refused.stderr);
+  assert.match(refused.stderr, /state\.json is not valid JSON/);
+  assert.match(refused.stderr, /hint: .*--tlog-rebuild/);
+
+  const child = spawn(process.execPath, [...NODE_ARGS, ...args, '--tlog-rebuild'], {
+    cwd: REPO,
+    env: ENV,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const d = follow(child);
+  try {
+    await d.wait((l) => l.msg === 'vramseal daemon ready');
+    child.kill('SIGTERM');
+    assert.equal(await d.exited, 0, `exit 0; stderr: ${d.stderr()}`);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+  // The rebuilt tree extends the old one: the checkpoints signed before the rebuild still check the
+  // trail, and so does the one signed at this shutdown (audit verify takes the latest).
+  const pub = loadVerifierKey(pubFile);
+  for (const note of splitNotes(readFileSync(join(auditDir, 'checkpoints'), 'utf8'))) {
+    const r = await checkAgainstCheckpoint(auditDir, note, pub);
+    assert.equal(r.ok, true, JSON.stringify(r.failures));
+  }
+  const ok = cli([
+    'audit',
+    'verify',
+    auditDir,
+    '--checkpoint',
+    join(auditDir, 'checkpoints'),
+    '--public-key',
+    pubFile,
+  ]);
+  assert.equal(ok.status, 0, ok.stdout + ok.stderr);
 });
 
 test('serve: transparency options are checked before anything opens (exit 2)', () => {

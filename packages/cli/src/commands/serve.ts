@@ -31,6 +31,7 @@ interface ServeFlags {
   checkpointEvery?: string;
   checkpointInterval?: string;
   collectorWitnessKey?: string;
+  tlogRebuild?: boolean;
 }
 
 export const DEFAULT_PORT = 8477;
@@ -88,6 +89,10 @@ export function register(program: Command): void {
       'checkpoint this often when the trail grew (with --tlog-key; default 30s; 0 = only by count and on exit)',
     )
     .option(
+      '--tlog-rebuild',
+      'discard the stored Merkle tree (<audit-dir>/tlog) and rebuild it from the trail (after TLOG_CORRUPT)',
+    )
+    .option(
       '--collector-witness-key <key>',
       "platform mode: the collector's witness key (C2SP, base64 or PEM) to check cosignatures; default: $VRAMSEAL_COLLECTOR_WITNESS_KEY, else $VRAMSEAL_COLLECTOR_PUBLIC_KEY",
     )
@@ -122,6 +127,7 @@ function toConfig(f: ServeFlags): DaemonConfig {
       ['--checkpoint-every', f.checkpointEvery],
       ['--checkpoint-interval', f.checkpointInterval],
       ['--collector-witness-key', f.collectorWitnessKey],
+      ['--tlog-rebuild', f.tlogRebuild],
     ] as const)
       if (v !== undefined) throw new UsageError(`${flag}: needs --tlog-key F (or VRAMSEAL_TLOG_KEY_FILE)`);
   }
@@ -158,6 +164,7 @@ function toConfig(f: ServeFlags): DaemonConfig {
               : parseDuration('--checkpoint-interval', f.checkpointInterval),
           collectorWitnessKey:
             f.collectorWitnessKey ?? (process.env.VRAMSEAL_COLLECTOR_WITNESS_KEY || undefined),
+          rebuild: f.tlogRebuild === true,
         }
       : undefined,
   };

@@ -18,6 +18,7 @@ import {
   type DaemonTransparency,
   type DaemonTransparencyConfig,
   loadDaemonSigner,
+  transparencyStartHint,
 } from './transparency.js';
 import { defaultWorkerId, openManager, openTrail, resolveWorkerToken } from './worker.js';
 
@@ -91,7 +92,8 @@ export async function runDaemon(
       tlog = await attachDaemonTransparency(trail.logger, signer, cfg.transparency, { platform, logger });
     } catch (err) {
       logger.fatal({ err: { message: errorText(err) } }, 'cannot attach transparency to the audit trail');
-      process.stderr.write(`vramseal serve: ${errorText(err)}\n`);
+      const hint = transparencyStartHint(err);
+      process.stderr.write(`vramseal serve: ${errorText(err)}${hint ? `\n  hint: ${hint}` : ''}\n`);
       await trail.logger.close().catch(() => {});
       return 2;
     }

@@ -62,6 +62,18 @@ export interface DaemonTransparencyConfig {
   everyMs?: number | undefined;
   /** Collector witness key (C2SP, base64 or PEM); default the platform options' collector public key. */
   collectorWitnessKey?: string | undefined;
+  /** Discard the stored tree (`<audit-dir>/tlog/`) and rebuild it from the trail (`--tlog-rebuild`). */
+  rebuild?: boolean | undefined;
+}
+
+/**
+ * What to tell the operator when the stored tree cannot be used: a damaged `tlog/` (TLOG_CORRUPT) or a
+ * trail that no longer matches it (TLOG_TRAIL_MISMATCH — possibly a changed trail: check it first).
+ */
+export function transparencyStartHint(err: unknown): string | undefined {
+  const code = (err as { code?: unknown })?.code;
+  if (code !== 'TLOG_CORRUPT' && code !== 'TLOG_TRAIL_MISMATCH') return undefined;
+  return 'check the trail against its last checkpoint (vramseal audit verify <audit-dir> --checkpoint <audit-dir>/checkpoints --public-key <pub>), then restart with --tlog-rebuild to rebuild the tree from the trail';
 }
 
 /** Loads the signer key (fail fast, before the trail opens). Throws a TlogError naming the file. */
@@ -89,6 +101,7 @@ export async function attachDaemonTransparency(
     ...(cfg.witnessDir !== undefined ? { witnessDir: cfg.witnessDir } : {}),
     ...(cfg.everyRecords !== undefined ? { everyRecords: cfg.everyRecords } : {}),
     ...(cfg.everyMs !== undefined ? { everyMs: cfg.everyMs } : {}),
+    ...(cfg.rebuild ? { rebuild: true } : {}),
     logger,
   });
   tl.on('error', (err: unknown) =>

@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
-  type AckSource,
   AuditLogger,
   attachCheckpointWitness,
   publicKeyToBase64,
@@ -92,7 +91,7 @@ before(async () => {
     worker: false,
   });
   const w = attachCheckpointWitness(tl, {
-    shipper: shipperOf(log) as unknown as AckSource,
+    shipper: shipperOf(log),
     backoff: { initialMs: 10, maxMs: 50 },
   });
   const durable = [];

@@ -39,8 +39,8 @@ export interface AckSource {
   readonly url: string;
   readonly providerId: string;
   status(): { ackedSeq: number };
-  on(event: 'ack', fn: (...args: never[]) => void): unknown;
-  off?(event: 'ack', fn: (...args: never[]) => void): unknown;
+  on(event: 'ack', fn: () => void): unknown;
+  off?(event: 'ack', fn: () => void): unknown;
 }
 
 /** What the witness client needs of a {@link Transparency} (its 'checkpoint' event and trail dir). */

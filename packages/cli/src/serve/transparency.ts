@@ -119,7 +119,7 @@ export async function attachDaemonTransparency(
       (typeof ctx.platform?.collectorPublicKey === 'string' ? ctx.platform.collectorPublicKey : undefined);
     const witnessKey = keyText === undefined ? undefined : parseCollectorWitnessKey(keyText);
     // The Shipper emits 'ack' (an EventEmitter, typed loosely): it is the AckSource the client waits on.
-    const acks = shipper as unknown as AckSource;
+    const acks: AckSource = shipper;
     witness = attachCheckpointWitness(tl, { shipper: acks, ...(witnessKey ? { witnessKey } : {}) });
     witness.on('witnessed', (x: { size: number }) =>
       logger.info({ tree_size: x.size }, 'checkpoint witnessed by the collector'),

@@ -187,6 +187,49 @@ const hex = (v: unknown): string | null => (typeof v === 'string' && HEX64.test(
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
 /**
+ * The keys of a manifest entry (FORMAT.md §Manifest) and what each may hold; `optional` keys may be
+ * absent, the others must be present (with `null` where the spec allows it). Anything else is reported:
+ * a manifest that was edited by hand does not pass silently.
+ */
+const ENTRY_KEYS: Record<string, { kind: 'int' | 'hex' | 'str'; nullable: boolean; optional?: true }> = {
+  first_seq: { kind: 'int', nullable: true },
+  last_seq: { kind: 'int', nullable: true },
+  count: { kind: 'int', nullable: false },
+  first_hash: { kind: 'hex', nullable: true },
+  last_hash: { kind: 'hex', nullable: true },
+  first_time: { kind: 'str', nullable: true },
+  last_time: { kind: 'str', nullable: true },
+  created: { kind: 'str', nullable: false },
+  closed: { kind: 'str', nullable: true },
+  bytes: { kind: 'int', nullable: false },
+  sha256: { kind: 'hex', nullable: true },
+  archive: { kind: 'str', nullable: false, optional: true },
+  deleted_at: { kind: 'str', nullable: false, optional: true },
+  deleted_by_seq: { kind: 'int', nullable: false, optional: true },
+};
+const CHECK = { int, hex, str };
+
+function entryKeyProblems(o: Record<string, unknown>, where: string): string[] {
+  const out: string[] = [];
+  for (const k of Object.keys(o)) {
+    if (k !== 'name' && k !== 'state' && !Object.hasOwn(ENTRY_KEYS, k))
+      out.push(`${where} has an unknown field ${JSON.stringify(k.slice(0, 64))}`);
+  }
+  for (const [k, rule] of Object.entries(ENTRY_KEYS)) {
+    if (!Object.hasOwn(o, k)) {
+      if (!rule.optional) out.push(`${where}.${k} is missing`);
+      continue;
+    }
+    const v = o[k];
+    if (v === null ? !rule.nullable : CHECK[rule.kind](v) === null)
+      out.push(
+        `${where}.${k} must be ${rule.kind === 'int' ? 'an integer >= 0' : rule.kind === 'hex' ? '64 lowercase hex' : 'a string'}${rule.nullable ? ' or null' : ''}`,
+      );
+  }
+  return out;
+}
+
+/**
  * Parses manifest text tolerantly. Returns the entries it could read and, per problem, a message.
  */
 export function parseManifestText(text: string): { entries: ManifestEntryView[]; problems: string[] } {
@@ -222,6 +265,7 @@ export function parseManifestText(text: string): { entries: ManifestEntryView[];
       problems.push(`manifest.json: files[${i}].state must be open, closed, archived or deleted`);
       return;
     }
+    problems.push(...entryKeyProblems(o, `manifest.json: files[${i}] (${o.name})`));
     entries.push({
       name: o.name,
       state: o.state as ManifestEntryView['state'],
@@ -1152,8 +1196,11 @@ async function checkAgainstManifest(
     cmp('count', e.count, facts.records);
     cmp('bytes', e.bytes, scan.bytes);
   } else {
-    // Open file: the entry is a lower bound as of the last manifest write.
-    if (e.last_seq !== null && e.last_hash !== null && facts.hashAtManifestLast !== null) {
+    // Open file: the entry is a lower bound as of the last manifest write — but the record it names
+    // must be one of this file's.
+    if (e.last_seq !== null && facts.hashAtManifestLast === null) {
+      diffs.push(`last_seq ${e.last_seq} is not a record of this file`);
+    } else if (e.last_seq !== null && e.last_hash !== null) {
       cmp('last_hash', e.last_hash, facts.hashAtManifestLast);
     }
     if (e.count !== null && e.count > facts.records) cmp('count', e.count, facts.records);

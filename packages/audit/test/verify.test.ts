@@ -215,6 +215,27 @@ test('an open file longer than its manifest entry (appended since the last manif
   );
 });
 
+test('manifest entries with a missing, mistyped or unknown field, or an open last_seq outside the file, are mismatches', async () => {
+  const cases: Array<[string, (e: Record<string, unknown>) => void, RegExp]> = [
+    ['missing key', (e) => delete e.last_seq, /last_seq is missing/],
+    ['unknown key', (e) => (e.extra = 1), /unknown field "extra"/],
+    ['mistyped key', (e) => (e.count = '3'), /count must be an integer/],
+    ['open last_seq below the file', (e) => (e.last_seq = 2), /last_seq 2 is not a record of this file/],
+  ];
+  for (const [what, edit, want] of cases) {
+    const t = build({ files: [3, 3] });
+    const m = readManifestJson(t.dir);
+    edit(m.files[1] as unknown as Record<string, unknown>);
+    writeManifest(t.dir, m);
+    const rep = await verifyTrail(t.dir, { macKey: TEST_KEY });
+    assert.equal(rep.ok, false, what);
+    assert.ok(
+      rep.failures.some((f) => f.kind === 'manifest_mismatch' && want.test(f.message)),
+      `${what}: ${JSON.stringify(rep.failures)}`,
+    );
+  }
+});
+
 test('worker threads (concurrency 2) report exactly what the inline verifier reports', async () => {
   const t = build({ files: [20, 20, 20, 20, 20], archived: [0] });
   const names = t.names;

@@ -129,8 +129,9 @@ export class FileNodeStore implements NodeStore {
   #fds: number[] = [];
   /** Nodes already written to each level file. */
   #written: number[] = [];
-  /** Nodes appended but not yet written, per level. */
-  #pending: Buffer[][] = [];
+  /** Nodes appended but not yet written, per level: #pendingN[h] hashes packed in #pendingBuf[h]. */
+  #pendingBuf: (Buffer | undefined)[] = [];
+  #pendingN: number[] = [];
   #durableSize = 0;
   #closed = false;
   #readBuf = Buffer.allocUnsafe(HASH_SIZE);
@@ -176,7 +177,7 @@ export class FileNodeStore implements NodeStore {
         }
         if (!readOnly && fs.fstatSync(fd).size !== want * HASH_SIZE) fs.ftruncateSync(fd, want * HASH_SIZE);
         store.#written[h] = want;
-        store.#pending[h] = [];
+        store.#pendingN[h] = 0;
       }
       if (!readOnly) {
         // Levels above the durable tree's height may hold nodes written after the last sync: drop them.
@@ -222,7 +223,7 @@ export class FileNodeStore implements NodeStore {
 
   count(level: number): number {
     if (this.readOnly) return Math.floor(this.#durableSize / 2 ** level);
-    return (this.#written[level] ?? 0) + (this.#pending[level]?.length ?? 0);
+    return (this.#written[level] ?? 0) + (this.#pendingN[level] ?? 0);
   }
 
   read(level: number, index: number): Buffer {
@@ -236,30 +237,43 @@ export class FileNodeStore implements NodeStore {
       }
       return Buffer.from(this.#readBuf);
     }
-    const p = this.#pending[level]?.[index - written];
-    if (!p) throw new TlogError('TLOG_CORRUPT', `tlog: no node at level ${level} index ${index}`);
-    return p;
+    const i = index - written;
+    const buf = this.#pendingBuf[level];
+    if (!buf || !(i >= 0 && i < (this.#pendingN[level] ?? 0))) {
+      throw new TlogError('TLOG_CORRUPT', `tlog: no node at level ${level} index ${index}`);
+    }
+    return Buffer.from(buf.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE));
   }
 
   append(level: number, hash: Uint8Array): void {
     if (this.readOnly) throw new TlogError('TLOG_IO', 'tlog: store opened read-only');
-    let p = this.#pending[level];
-    if (!p) {
-      for (let h = this.#pending.length; h <= level; h++) {
-        this.#pending[h] ??= [];
+    if (hash.length !== HASH_SIZE) throw new TlogError('TLOG_BAD_INPUT', 'tlog: a node must be 32 bytes');
+    let n = this.#pendingN[level];
+    if (n === undefined) {
+      for (let h = this.#pendingN.length; h <= level; h++) {
+        this.#pendingN[h] ??= 0;
         this.#written[h] ??= 0;
       }
-      p = this.#pending[level] as Buffer[];
+      n = 0;
     }
-    p.push(hash as Buffer);
+    // Packed per level (copied: the tree reuses its buffers), so a flush is one write per level.
+    let buf = this.#pendingBuf[level];
+    if (!buf || (n + 1) * HASH_SIZE > buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(64, 2 * n) * HASH_SIZE);
+      if (buf) buf.copy(grown, 0, 0, n * HASH_SIZE);
+      buf = grown;
+      this.#pendingBuf[level] = buf;
+    }
+    buf.set(hash, n * HASH_SIZE);
+    this.#pendingN[level] = n + 1;
   }
 
   /** Writes pending nodes to the level files (no fsync). */
   flush(): void {
     if (this.readOnly || this.#closed) return;
-    for (let h = 0; h < this.#pending.length; h++) {
-      const p = this.#pending[h] as Buffer[];
-      if (p.length === 0) continue;
+    for (let h = 0; h < this.#pendingN.length; h++) {
+      const count = this.#pendingN[h] ?? 0;
+      if (count === 0) continue;
       let fd = this.#fds[h];
       const path = levelFile(this.dir, h);
       if (fd === undefined) {
@@ -270,7 +284,7 @@ export class FileNodeStore implements NodeStore {
         }
         this.#fds[h] = fd;
       }
-      const buf = p.length === 1 ? (p[0] as Buffer) : Buffer.concat(p);
+      const buf = (this.#pendingBuf[h] as Buffer).subarray(0, count * HASH_SIZE);
       const pos = (this.#written[h] ?? 0) * HASH_SIZE;
       try {
         let off = 0;
@@ -278,8 +292,8 @@ export class FileNodeStore implements NodeStore {
       } catch (err) {
         throw ioError('write', path, err);
       }
-      this.#written[h] = (this.#written[h] ?? 0) + p.length;
-      this.#pending[h] = [];
+      this.#written[h] = (this.#written[h] ?? 0) + count;
+      this.#pendingN[h] = 0;
     }
   }
 

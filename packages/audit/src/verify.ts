@@ -244,6 +244,13 @@ export function parseManifestText(text: string): { entries: ManifestEntryView[];
     return { entries: [], problems: ['manifest.json: field files must be an array'] };
   }
   if ((m as { v?: unknown }).v !== 1) problems.push('manifest.json: field v must be 1');
+  const top = m as Record<string, unknown>;
+  if (typeof top.service_id !== 'string' || top.service_id.length === 0)
+    problems.push('manifest.json: field service_id must be a non-empty string');
+  for (const k of Object.keys(top)) {
+    if (k !== 'v' && k !== 'service_id' && k !== 'files')
+      problems.push(`manifest.json has an unknown field ${JSON.stringify(k.slice(0, 64))}`);
+  }
   const entries: ManifestEntryView[] = [];
   const seen = new Set<string>();
   (m as { files: unknown[] }).files.forEach((f, i) => {

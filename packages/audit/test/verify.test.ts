@@ -222,6 +222,17 @@ test('manifest entries with a missing, mistyped or unknown field, or an open las
     ['mistyped key', (e) => (e.count = '3'), /count must be an integer/],
     ['open last_seq below the file', (e) => (e.last_seq = 2), /last_seq 2 is not a record of this file/],
   ];
+  // Top level: only v, service_id and files.
+  {
+    const t = build({ files: [3] });
+    const m = readManifestJson(t.dir) as unknown as Record<string, unknown>;
+    m.created = '2026-01-01T00:00:00.000Z';
+    writeManifest(t.dir, m as never);
+    const rep = await verifyTrail(t.dir, { macKey: TEST_KEY });
+    assert.ok(
+      rep.failures.some((f) => f.kind === 'manifest_mismatch' && /unknown field "created"/.test(f.message)),
+    );
+  }
   for (const [what, edit, want] of cases) {
     const t = build({ files: [3, 3] });
     const m = readManifestJson(t.dir);

@@ -17,6 +17,7 @@
 
 import type { KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { withDeadline } from '../deadline.js';
 import { GENESIS_HASH } from '../record.js';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { BATCH_VERSION, type BatchHeader, signBatch } from './batch.js';
@@ -251,27 +252,19 @@ export class Shipper extends EventEmitter {
     this.#flushWanted++;
     this.#nextAttemptAt = undefined;
     this.#wake();
-    let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
+      await withDeadline(
         new Promise<void>((resolve) => this.#idleWaiters.push(resolve)),
-        new Promise<void>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new PlatformError(
-                  'PLATFORM_HTTP',
-                  `shipper flush timed out after ${timeoutMs} ms with backlog ${this.status().backlog}${
-                    this.#lastError ? `; last error: ${this.#lastError}` : ''
-                  }`,
-                ),
-              ),
-            timeoutMs,
-          );
-        }),
-      ]);
+        timeoutMs,
+        () =>
+          new PlatformError(
+            'PLATFORM_HTTP',
+            `shipper flush timed out after ${timeoutMs} ms with backlog ${this.status().backlog}${
+              this.#lastError ? `; last error: ${this.#lastError}` : ''
+            }`,
+          ),
+      );
     } finally {
-      clearTimeout(timer);
       this.#flushWanted--;
     }
   }

@@ -18,9 +18,11 @@
  *
  * Emits 'witnessed' ({size, cosignedNote}), 'error' (TlogError `TLOG_WITNESS`) and 'stopped'.
  */
+
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { withDeadline } from '../deadline.js';
 import { type BackoffOptions, backoffDelay } from '../platform/backoff.js';
 import {
   CHECKPOINTS_FILE,
@@ -179,28 +181,17 @@ export class CheckpointWitnessClient extends EventEmitter {
     if (this.#pending.length === 0) return;
     this.#consecutive = 0;
     this.#wake();
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        new Promise<void>((resolve) => this.#idleWaiters.push(resolve)),
-        new Promise<void>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new TlogError(
-                  'TLOG_WITNESS',
-                  `witness flush timed out after ${timeoutMs} ms with ${this.#pending.length} checkpoint(s) pending${
-                    this.#lastError ? `; last error: ${this.#lastError}` : ''
-                  }`,
-                ),
-              ),
-            timeoutMs,
-          );
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withDeadline(
+      new Promise<void>((resolve) => this.#idleWaiters.push(resolve)),
+      timeoutMs,
+      () =>
+        new TlogError(
+          'TLOG_WITNESS',
+          `witness flush timed out after ${timeoutMs} ms with ${this.#pending.length} checkpoint(s) pending${
+            this.#lastError ? `; last error: ${this.#lastError}` : ''
+          }`,
+        ),
+    );
   }
 
   /** Stops submitting (an in-flight request is aborted; pending checkpoints are dropped). */

@@ -396,15 +396,17 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
     }
     return g;
   };
+  /** A shard whose DELETE is under way answers like an unknown one. */
+  const beingReleased = (id: string) =>
+    new RouteError({
+      status: 404,
+      code: 'NOT_SEALED',
+      message: `shard ${JSON.stringify(id)} is being released`,
+      shard_id: id,
+    });
   const enter = (id: string) => {
     const g = gateOf(id);
-    if (g.releasing)
-      throw new RouteError({
-        status: 404,
-        code: 'NOT_SEALED',
-        message: `shard ${JSON.stringify(id)} is being released`,
-        shard_id: id,
-      });
+    if (g.releasing) throw beingReleased(id);
     g.busy++;
     return () => {
       g.busy--;
@@ -422,13 +424,7 @@ export async function buildServer(opts: ServerOptions): Promise<Daemon> {
       const id = req.params.id;
       shardOr404(id);
       const g = gateOf(id);
-      if (g.releasing)
-        throw new RouteError({
-          status: 404,
-          code: 'NOT_SEALED',
-          message: `shard ${JSON.stringify(id)} is being released`,
-          shard_id: id,
-        });
+      if (g.releasing) throw beingReleased(id);
       g.releasing = true;
       try {
         if (g.busy > 0) await new Promise<void>((r) => g.idle.push(r));
